@@ -1,0 +1,39 @@
+"""The components `storefleet up` runs locally for a set of fleets.
+
+Each component is the same `storefleet <subcommand>` its container runs on Kubernetes, started
+here as a child process with the services' endpoints in its environment. A component that a
+later capability adds appends itself in `plan_components`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storefleet.fleet import Fleet
+
+
+@dataclass(frozen=True)
+class LocalContext:
+    """What every local component may need to know besides the endpoints."""
+
+    state_dir: Path
+    # Ports chosen by `storefleet up` for HTTP components (webhook, dashboard, ...).
+    ports: dict[str, int] = field(default_factory=dict)
+    # Extra environment every component gets (e.g. the webhook token, generated per run).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    # Printed by `storefleet up` so users know where to look (e.g. the dashboard URL).
+    url: str | None = None
+
+
+def plan_components(fleets: list[Fleet], context: LocalContext) -> list[ComponentSpec]:
+    """Every component to start for these fleets, in start order (consumers before producers)."""
+    components: list[ComponentSpec] = []
+    return components
