@@ -15,6 +15,9 @@ COMMANDS: dict[str, str] = {
     "services": "storefleet.services.commands:services",
     "db": "storefleet.db.commands:db",
     "up": "storefleet.launcher:up",
+    "bench": "storefleet.bench.commands:bench",
+    "simulate": "storefleet.simulator.command:simulate",
+    "price-updater": "storefleet.prices.command:price_updater",
 }
 
 

@@ -26,7 +26,11 @@ class Endpoints:
     kafka_bootstrap: str
 
     def as_env(self) -> dict[str, str]:
-        return {PG_DSN: self.pg_dsn, REDIS_URL: self.redis_url, KAFKA_BOOTSTRAP: self.kafka_bootstrap}
+        return {
+            PG_DSN: self.pg_dsn,
+            REDIS_URL: self.redis_url,
+            KAFKA_BOOTSTRAP: self.kafka_bootstrap,
+        }
 
 
 def require(name: str, environ: dict[str, str] | None = None) -> str:

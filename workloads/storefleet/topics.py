@@ -34,8 +34,12 @@ def ensure_topics(bootstrap: str, topics: list[Topic], timeout: float = 30.0) ->
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=1, config=dict(t.config))
-         for t in missing],
+        [
+            NewTopic(
+                t.name, num_partitions=t.partitions, replication_factor=1, config=dict(t.config)
+            )
+            for t in missing
+        ],
         operation_timeout=timeout,
     )
     created = []

@@ -1,0 +1,48 @@
+# One target per task; CI (.ci/run) calls `make test` exactly as a developer does.
+# Every target runs `setup` first; setup is quick when nothing changed (stamps and caches).
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON ?= python3
+MANIFEST ?= examples/storefleet.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup system-packages python jars tools up test lint bench clean
+
+## setup: everything a fresh machine needs (Debian packages, .venv, jars, Go-built tools)
+setup: system-packages python jars tools
+
+system-packages:
+	scripts/install-system-packages.sh
+
+python: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+jars:
+	tools/kafka/install.sh
+
+tools:
+
+## up: the whole platform locally from $(MANIFEST), until Ctrl-C
+up: setup
+	$(BIN)/storefleet up -f $(MANIFEST)
+
+## test: lint, then every test (unit, integration on real services, kubernetes, e2e)
+test: setup lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: python
+	$(BIN)/ruff check .
+
+## bench: every benchmark, one JSON object per line
+bench: setup
+	$(BIN)/storefleet bench all --json
+
+clean:
+	rm -rf .storefleet
