@@ -1,0 +1,1 @@
+"""Benchmarks: `storefleet bench <name> --json` prints one JSON object."""
