@@ -65,7 +65,8 @@ def endpoints_from_env_command(state_dir: Path) -> dict[str, str]:
 
 @pytest.mark.services
 def test_up_twice_status_and_down_leaves_nothing(state_dir: Path) -> None:
-    first = run("services", "up", "--state-dir", str(state_dir), *FREE_PORTS)
+    first = run("services", "up", "--state-dir", str(state_dir), *FREE_PORTS,
+                "--kafka-partitions", "4")  # fmt: skip
     assert first.returncode == 0, first.stderr + first.stdout
     record = json.loads((state_dir / "services.json").read_text())
     procs = {n: ProcessRecord.from_json(p) for n, p in record["processes"].items()}
@@ -90,6 +91,8 @@ def test_up_twice_status_and_down_leaves_nothing(state_dir: Path) -> None:
         timeout=10
     )
     assert {"events", "coupons"} <= set(topics.topics)
+    assert len(topics.topics["events"].partitions) == 4
+    assert len(topics.topics["coupons"].partitions) == 2
 
     # A second `up` is a no-op: same processes, same ports, data kept.
     with psycopg.connect(env["STOREFLEET_PG_DSN"], autocommit=True) as conn:

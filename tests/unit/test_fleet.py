@@ -41,7 +41,7 @@ def test_invalid_spec_names_the_setting(spec: dict, message: str) -> None:
 
 
 def test_invalid_name_and_kind() -> None:
-    with pytest.raises(ManifestError, match="metadata.name"):
+    with pytest.raises(ManifestError, match=r"metadata\.name"):
         parse_fleet(doc(name="Demo_1"))
     with pytest.raises(ManifestError, match="kind must be StoreFleet"):
         parse_fleet({**doc(), "kind": "Deployment"})

@@ -24,8 +24,12 @@ state_dir_option = click.option(
 )
 
 
-def _manager(state_dir: str | None, ports: dict[str, int | None] | None = None) -> ServicesManager:
-    return ServicesManager(resolve_state_dir(state_dir), requested_ports=dict(ports or {}))
+def _manager(
+    state_dir: str | None, ports: dict[str, int | None] | None = None, partitions: int = 6
+) -> ServicesManager:
+    return ServicesManager(
+        resolve_state_dir(state_dir), requested_ports=dict(ports or {}), kafka_partitions=partitions
+    )
 
 
 @click.group()
@@ -45,12 +49,21 @@ def services() -> None:
     default=None,
     help="Kafka KRaft controller port.",
 )
+@click.option(
+    "--kafka-partitions",
+    type=click.IntRange(1, 1000),
+    default=6,
+    show_default=True,
+    envvar="STOREFLEET_KAFKA_PARTITIONS",
+    help="Partitions of the events topic when it is created (coupons gets half).",
+)
 def up(
     state_dir: str | None,
     pg_port: int | None,
     redis_port: int | None,
     kafka_port: int | None,
     kafka_controller_port: int | None,
+    kafka_partitions: int,
 ) -> None:
     """Start the services (a no-op for those already running), migrate, create topics."""
     ports = {
@@ -59,7 +72,7 @@ def up(
         "kafka": kafka_port,
         "kafka_controller": kafka_controller_port,
     }
-    manager = _manager(state_dir, ports)
+    manager = _manager(state_dir, ports, kafka_partitions)
     try:
         manager.up()
     except ServiceError as exc:
