@@ -16,8 +16,8 @@ COMMANDS: dict[str, str] = {
     "db": "storefleet.db.commands:db",
     "up": "storefleet.launcher:up",
     "bench": "storefleet.bench.commands:bench",
-    "simulate": "storefleet.simulator.command:simulate",
-    "price-updater": "storefleet.prices.command:price_updater",
+    "webhook": "storefleet.ingest.command:webhook",
+    "persister": "storefleet.persister.command:persister",
 }
 
 

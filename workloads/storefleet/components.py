@@ -36,4 +36,23 @@ class ComponentSpec:
 def plan_components(fleets: list[Fleet], context: LocalContext) -> list[ComponentSpec]:
     """Every component to start for these fleets, in start order (consumers before producers)."""
     components: list[ComponentSpec] = []
+    components += _ingest_components(context)
     return components
+
+
+def _ingest_components(context: LocalContext) -> list[ComponentSpec]:
+    """The persister (Kafka -> analytics.events) and the webhook the simulators post to."""
+    import sys
+
+    run = [sys.executable, "-c", "from storefleet.cli import main; main()"]
+    port = context.ports["webhook"]
+    return [
+        ComponentSpec(name="persister", argv=[*run, "persister"]),
+        ComponentSpec(
+            name="webhook",
+            argv=[*run, "webhook", "--host", "127.0.0.1", "--port", str(port)],
+            env={"STOREFLEET_INGEST_TOKEN": context.env["STOREFLEET_INGEST_TOKEN"]},
+            url=f"http://127.0.0.1:{port}/v1/events",
+        ),
+    ]
+

@@ -1,0 +1,1 @@
+"""The ingest webhook: behaviour events over HTTP, validated, acknowledged by Kafka."""

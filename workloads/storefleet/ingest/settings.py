@@ -1,0 +1,82 @@
+"""The webhook's settings, read once from the environment; a bad value names its variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from storefleet.endpoints import KAFKA_BOOTSTRAP, SettingError, require
+
+TOKEN = "STOREFLEET_INGEST_TOKEN"
+EVENTS_TOPIC = "STOREFLEET_EVENTS_TOPIC"
+PREFIX = "STOREFLEET_INGEST_"
+
+
+def _int(environ: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(environ: dict[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    token: str
+    kafka_bootstrap: str
+    topic: str = "events"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_events: int = 10_000
+    legacy_enabled: bool = True
+    # How long Kafka may take to acknowledge before the request gets 503 (librdkafka's
+    # message.timeout.ms); the client retries and the persister drops any duplicate.
+    delivery_timeout_ms: int = 10_000
+    linger_ms: int = 2
+    # Messages waiting for Kafka across all requests; past it new requests get 503.
+    max_in_flight: int = 500_000
+
+    def __repr__(self) -> str:  # never print the token
+        return f"IngestSettings(topic={self.topic!r}, port={self.port}, token=<hidden>)"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> IngestSettings:
+        env = dict(os.environ if environ is None else environ)
+        token = env.get(TOKEN, "")
+        if not token.strip():
+            raise SettingError(
+                f"{TOKEN} is not set: the webhook refuses to start without a token "
+                "(clients send it as `Authorization: Bearer <token>`)"
+            )
+        return cls(
+            token=token.strip(),
+            kafka_bootstrap=require(KAFKA_BOOTSTRAP, env),
+            topic=env.get(EVENTS_TOPIC, "").strip() or "events",
+            host=env.get(PREFIX + "HOST", "").strip() or "0.0.0.0",
+            port=_int(env, PREFIX + "PORT", 8080, 0, 65535),
+            workers=_int(env, PREFIX + "WORKERS", 1, 1, 64),
+            max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1 << 30),
+            max_events=_int(env, PREFIX + "MAX_EVENTS", 10_000, 1, 1_000_000),
+            legacy_enabled=_bool(env, PREFIX + "LEGACY", True),
+            delivery_timeout_ms=_int(env, PREFIX + "DELIVERY_TIMEOUT_MS", 10_000, 100, 900_000),
+            linger_ms=_int(env, PREFIX + "LINGER_MS", 2, 0, 1000),
+            max_in_flight=_int(env, PREFIX + "MAX_IN_FLIGHT", 500_000, 1, 10_000_000),
+        )

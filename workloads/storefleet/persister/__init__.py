@@ -1,0 +1,1 @@
+"""The persister: Kafka events into PostgreSQL analytics.events, each event exactly once."""

@@ -1,0 +1,52 @@
+"""The persister's settings, read once from the environment; a bad value names its variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from storefleet.endpoints import KAFKA_BOOTSTRAP, PG_DSN, SettingError, require
+
+PREFIX = "STOREFLEET_PERSISTER_"
+
+
+def _number(environ: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+    return value
+
+
+@dataclass(frozen=True)
+class PersisterSettings:
+    kafka_bootstrap: str
+    pg_dsn: str
+    topic: str = "events"
+    group_id: str = "storefleet-persister"
+    # A batch is written when it has this many events or after this wait, whichever is first.
+    batch_max: int = 20_000
+    batch_wait_s: float = 0.5
+    # 0 = no metrics endpoint.
+    metrics_port: int = 0
+
+    def __repr__(self) -> str:  # the DSN carries a password
+        return f"PersisterSettings(topic={self.topic!r}, group_id={self.group_id!r})"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> PersisterSettings:
+        env = dict(os.environ if environ is None else environ)
+        return cls(
+            kafka_bootstrap=require(KAFKA_BOOTSTRAP, env),
+            pg_dsn=require(PG_DSN, env),
+            topic=env.get("STOREFLEET_EVENTS_TOPIC", "").strip() or "events",
+            group_id=env.get(PREFIX + "GROUP", "").strip() or "storefleet-persister",
+            batch_max=int(_number(env, PREFIX + "BATCH_MAX", 20_000, 1, 1_000_000)),
+            batch_wait_s=_number(env, PREFIX + "BATCH_WAIT_S", 0.5, 0.001, 60),
+            metrics_port=int(_number(env, PREFIX + "METRICS_PORT", 0, 0, 65535)),
+        )
