@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "bench": "storefleet.bench.commands:bench",
     "webhook": "storefleet.ingest.command:webhook",
     "persister": "storefleet.persister.command:persister",
+    "simulate": "storefleet.simulator.command:simulate",
+    "price-updater": "storefleet.prices.command:price_updater",
 }
 
 

@@ -37,7 +37,36 @@ def plan_components(fleets: list[Fleet], context: LocalContext) -> list[Componen
     """Every component to start for these fleets, in start order (consumers before producers)."""
     components: list[ComponentSpec] = []
     components += _ingest_components(context)
+    components += _simulator_components(fleets, context)
     return components
+
+
+def _simulator_components(fleets: list[Fleet], context: LocalContext) -> list[ComponentSpec]:
+    """One simulator process per fleet (all its stores) and one price updater per fleet."""
+    import json
+    import sys
+
+    specs = []
+    for fleet in fleets:
+        fleet_env = {
+            "STOREFLEET_FLEET_NAME": fleet.name,
+            "STOREFLEET_FLEET_SPEC": json.dumps(fleet.spec.model_dump(by_alias=True, mode="json")),
+        }
+        run = [sys.executable, "-c", "from storefleet.cli import main; main()"]
+        if fleet.spec.stores > 0:
+            specs.append(ComponentSpec(
+                name=f"simulate-{fleet.name}",
+                argv=[*run, "simulate"],
+                env={
+                    **fleet_env,
+                    "STOREFLEET_INGEST_URL": f"http://127.0.0.1:{context.ports['webhook']}",
+                    "STOREFLEET_INGEST_TOKEN": context.env.get("STOREFLEET_INGEST_TOKEN", ""),
+                    "STOREFLEET_LOGS_DIR": str(context.state_dir / "logs"),
+                },
+            ))
+        specs.append(ComponentSpec(name=f"price-updater-{fleet.name}",
+                                   argv=[*run, "price-updater"], env=fleet_env))
+    return specs
 
 
 def _ingest_components(context: LocalContext) -> list[ComponentSpec]:
