@@ -6,34 +6,11 @@ import os
 from dataclasses import dataclass
 
 from storefleet.endpoints import KAFKA_BOOTSTRAP, SettingError, require
+from storefleet.envvars import env_bool, env_int
 
 TOKEN = "STOREFLEET_INGEST_TOKEN"
 EVENTS_TOPIC = "STOREFLEET_EVENTS_TOPIC"
 PREFIX = "STOREFLEET_INGEST_"
-
-
-def _int(environ: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _bool(environ: dict[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise SettingError(f"{name} must be true or false, got {raw!r}")
 
 
 @dataclass(frozen=True)
@@ -71,12 +48,12 @@ class IngestSettings:
             kafka_bootstrap=require(KAFKA_BOOTSTRAP, env),
             topic=env.get(EVENTS_TOPIC, "").strip() or "events",
             host=env.get(PREFIX + "HOST", "").strip() or "0.0.0.0",
-            port=_int(env, PREFIX + "PORT", 8080, 0, 65535),
-            workers=_int(env, PREFIX + "WORKERS", 1, 1, 64),
-            max_body_bytes=_int(env, PREFIX + "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1 << 30),
-            max_events=_int(env, PREFIX + "MAX_EVENTS", 10_000, 1, 1_000_000),
-            legacy_enabled=_bool(env, PREFIX + "LEGACY", True),
-            delivery_timeout_ms=_int(env, PREFIX + "DELIVERY_TIMEOUT_MS", 10_000, 100, 900_000),
-            linger_ms=_int(env, PREFIX + "LINGER_MS", 2, 0, 1000),
-            max_in_flight=_int(env, PREFIX + "MAX_IN_FLIGHT", 500_000, 1, 10_000_000),
+            port=env_int(env, PREFIX + "PORT", 8080, 0, 65535),
+            workers=env_int(env, PREFIX + "WORKERS", 1, 1, 64),
+            max_body_bytes=env_int(env, PREFIX + "MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1 << 30),
+            max_events=env_int(env, PREFIX + "MAX_EVENTS", 10_000, 1, 1_000_000),
+            legacy_enabled=env_bool(env, PREFIX + "LEGACY", True),
+            delivery_timeout_ms=env_int(env, PREFIX + "DELIVERY_TIMEOUT_MS", 10_000, 100, 900_000),
+            linger_ms=env_int(env, PREFIX + "LINGER_MS", 2, 0, 1000),
+            max_in_flight=env_int(env, PREFIX + "MAX_IN_FLIGHT", 500_000, 1, 10_000_000),
         )

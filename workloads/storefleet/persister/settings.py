@@ -5,22 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from storefleet.endpoints import KAFKA_BOOTSTRAP, PG_DSN, SettingError, require
+from storefleet.endpoints import KAFKA_BOOTSTRAP, PG_DSN, require
+from storefleet.envvars import env_float, env_int
 
 PREFIX = "STOREFLEET_PERSISTER_"
-
-
-def _number(environ: dict[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingError(f"{name} must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise SettingError(f"{name} must be between {low:g} and {high:g}, got {raw}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -46,7 +34,7 @@ class PersisterSettings:
             pg_dsn=require(PG_DSN, env),
             topic=env.get("STOREFLEET_EVENTS_TOPIC", "").strip() or "events",
             group_id=env.get(PREFIX + "GROUP", "").strip() or "storefleet-persister",
-            batch_max=int(_number(env, PREFIX + "BATCH_MAX", 20_000, 1, 1_000_000)),
-            batch_wait_s=_number(env, PREFIX + "BATCH_WAIT_S", 0.5, 0.001, 60),
-            metrics_port=int(_number(env, PREFIX + "METRICS_PORT", 0, 0, 65535)),
+            batch_max=env_int(env, PREFIX + "BATCH_MAX", 20_000, 1, 1_000_000),
+            batch_wait_s=env_float(env, PREFIX + "BATCH_WAIT_S", 0.5, 0.001, 60),
+            metrics_port=env_int(env, PREFIX + "METRICS_PORT", 0, 0, 65535),
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storefleet import endpoints
+from storefleet.envvars import env_int
 from storefleet.fleet import API_GROUP, API_VERSION, KIND, Fleet, ManifestError, load_manifest
 from storefleet.fleet import parse_fleet as _parse_fleet
 
@@ -155,19 +156,6 @@ def events_url(base: str) -> str:
     return base if base.endswith("/v1/events") else base + "/v1/events"
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise SettingError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def simulator_settings(
     *,
     manifest: str | None = None,
@@ -204,8 +192,8 @@ def simulator_settings(
         pg_dsn=endpoints.require(endpoints.PG_DSN, dict(env)),
         kafka_bootstrap=env.get(endpoints.KAFKA_BOOTSTRAP, "").strip() or None,
         coupons_topic=env.get(COUPONS_TOPIC, "").strip() or "coupons",
-        buffer_events=_positive_int(env, BUFFER_EVENTS, 100_000),
-        batch_events=_positive_int(env, BATCH_EVENTS, 2_000),
+        buffer_events=env_int(env, BUFFER_EVENTS, 100_000, 1, 100_000_000),
+        batch_events=env_int(env, BATCH_EVENTS, 2_000, 1, 1_000_000),
         cycles=cycles,
         seed=seed if seed is not None else fleet.spec.simulation.seed,
     )
