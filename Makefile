@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 PYTHON ?= python3
 MANIFEST ?= examples/storefleet.yaml
 PYTEST_ARGS ?=
+# Extras of the storefleet package installed into .venv: every component's dependencies.
+EXTRAS := dev,operator
 
 .PHONY: setup system-packages python jars tools up test lint bench clean
 
@@ -18,19 +20,22 @@ system-packages:
 
 python: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 jars:
 	tools/kafka/install.sh
 
+## tools: Go-built helm, kubeconform, kubectl, kube-apiserver, kube-controller-manager, etcd
 tools:
+	tools/kube/install.sh
 
 ## up: the whole platform locally from $(MANIFEST), until Ctrl-C
-up: setup
+# The platform needs no Kubernetes tools, so `up` skips building them.
+up: system-packages python jars
 	$(BIN)/storefleet up -f $(MANIFEST)
 
 ## test: lint, then every test (unit, integration on real services, kubernetes, e2e)

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "db": "storefleet.db.commands:db",
     "up": "storefleet.launcher:up",
     "bench": "storefleet.bench.commands:bench",
+    "operator": "storefleet_operator.cli:operator",
     "webhook": "storefleet.ingest.command:webhook",
     "persister": "storefleet.persister.command:persister",
     "simulate": "storefleet.simulator.command:simulate",
