@@ -8,7 +8,7 @@ PYTHON ?= python3
 MANIFEST ?= examples/storefleet.yaml
 PYTEST_ARGS ?=
 # Extras of the storefleet package installed into .venv: every component's dependencies.
-EXTRAS := dev,operator
+EXTRAS := dev,operator,spark
 
 .PHONY: setup system-packages python jars tools up test lint bench clean
 
@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml Makefile
 
 jars:
 	tools/kafka/install.sh
+	tools/spark/fetch-jars.sh
 
 ## tools: Go-built helm, kubeconform, kubectl, kube-apiserver, kube-controller-manager, etcd
 tools:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from storefleet.services.manager import ServicesManager
 from storefleet.topics import Topic, ensure_topics
 
 TEMPLATE_DB = "storefleet_template"
+
+# Event times are UTC everywhere; PySpark hands timestamps back as naive local times, so the
+# whole run uses UTC as its local zone and expectations can be written in UTC.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ def plan_components(fleets: list[Fleet], context: LocalContext) -> list[Componen
     """Every component to start for these fleets, in start order (consumers before producers)."""
     components: list[ComponentSpec] = []
     components += _ingest_components(context)
+    components += _insights_components(fleets, context)
     components += _simulator_components(fleets, context)
     return components
 
@@ -84,4 +85,31 @@ def _ingest_components(context: LocalContext) -> list[ComponentSpec]:
             url=f"http://127.0.0.1:{port}/v1/events",
         ),
     ]
+
+
+def _insights_components(fleets: list[Fleet], context: LocalContext) -> list[ComponentSpec]:
+    """One insights Spark job for the platform (it reads every store's events), with the
+    analytics settings of the first fleet that has analytics enabled. Needs the `spark` extra
+    (pyspark) and tools/spark/fetch-jars.sh; without pyspark it is left out."""
+    import importlib.util
+    import sys
+
+    enabled = [f for f in fleets if f.spec.analytics.enabled]
+    if not enabled or importlib.util.find_spec("pyspark") is None:
+        return []
+    analytics = enabled[0].spec.analytics
+    run = [sys.executable, "-c", "from storefleet.cli import main; main()"]
+    return [ComponentSpec(
+        name="insights",
+        argv=[*run, "insights", "run",
+              "--trigger-seconds", str(analytics.trigger_seconds),
+              "--watermark-seconds", str(analytics.watermark_seconds),
+              "--shuffle-partitions", str(analytics.shuffle_partitions)],
+        env={
+            "STOREFLEET_LOGS_DIR": str(context.state_dir / "logs"),
+            "STOREFLEET_INSIGHTS_CHECKPOINT_DIR": str(
+                context.state_dir / "insights" / "checkpoints"),
+            "STOREFLEET_SPARK_MASTER": "local[2]",
+        },
+    )]
 
