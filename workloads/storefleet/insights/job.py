@@ -15,8 +15,9 @@ and every STOREFLEET_INSIGHTS_OVERSOLD_POLL_SECONDS, complete minutes of oversol
 Run locally:  storefleet insights run [--trigger-seconds 1] [--shuffle-partitions 4]
 On a cluster: spark-submit --master k8s://https://$API --deploy-mode cluster \
                   --jars "$(ls $JARS/spark/*.jar | paste -sd,)" \
-                  local:///opt/storefleet/workloads/storefleet/insights/job.py run
-              (jars from tools/spark/fetch-jars.sh, baked into the Spark image)
+                  local:///opt/storefleet/storefleet_main.py insights run
+              (the Spark image, images/spark, has the package, this entry file and the jars
+              of tools/spark/pom.xml; locally `spark-submit --jars ... job.py run` works too)
 Show:         storefleet insights show --store demo-0001|ALL [--json]
 """
 
