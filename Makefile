@@ -8,7 +8,7 @@ PYTHON ?= python3
 MANIFEST ?= examples/storefleet.yaml
 PYTEST_ARGS ?=
 # Extras of the storefleet package installed into .venv: every component's dependencies.
-EXTRAS := dev,operator,spark
+EXTRAS := dev,operator,spark,dashboard
 
 .PHONY: setup system-packages python jars tools up test lint bench clean
 

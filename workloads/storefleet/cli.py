@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "storefleet.simulator.command:simulate",
     "price-updater": "storefleet.prices.command:price_updater",
     "insights": "storefleet.insights.job:insights",
+    "dashboard": "storefleet_dashboard.command:dashboard",
 }
 
 

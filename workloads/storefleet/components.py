@@ -39,6 +39,7 @@ def plan_components(fleets: list[Fleet], context: LocalContext) -> list[Componen
     components += _ingest_components(context)
     components += _insights_components(fleets, context)
     components += _simulator_components(fleets, context)
+    components += _dashboard_components(context)
     return components
 
 
@@ -113,3 +114,18 @@ def _insights_components(fleets: list[Fleet], context: LocalContext) -> list[Com
         },
     )]
 
+
+def _dashboard_components(context: LocalContext) -> list[ComponentSpec]:
+    """The Panel dashboard (needs the `dashboard` extra); left out when Panel is missing."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("panel") is None:
+        return []
+    port = context.ports["dashboard"]
+    run = [sys.executable, "-c", "from storefleet.cli import main; main()"]
+    return [ComponentSpec(
+        name="dashboard",
+        argv=[*run, "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+        url=f"http://127.0.0.1:{port}/",
+    )]

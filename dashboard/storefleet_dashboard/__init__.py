@@ -1,0 +1,1 @@
+"""The StoreFleet Panel dashboard: live insights per store and for ALL, coupons, fleet status."""

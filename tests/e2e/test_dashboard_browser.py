@@ -1,0 +1,180 @@
+"""The dashboard in a real browser: insights written to Redis per the contract show on the page,
+a published update appears without a reload, and the page loads nothing from outside the
+machine. Needs Debian's chromium (scripts/install-system-packages.sh) and the `dashboard` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from storefleet.insights.contract import ALL, InsightValue, channel, key
+from tests.e2e.chromium import Chromium, chromium_path
+
+pytest.importorskip("panel")
+pytestmark = [pytest.mark.browser, pytest.mark.services]
+
+SCREENSHOT = Path("/tmp/dashboard.png")
+MINUTE = timedelta(minutes=1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scope_values(scope: str, revenue: float, top_product: int) -> dict[str, Any]:
+    return {
+        "product_views": 1234,
+        "units_purchased": 56,
+        "revenue": revenue,
+        "unique_viewers": [{"store_id": "demo-0001", "product_id": 7, "users": 12}],
+        "top_purchased": [
+            {"rank": 1, "store_id": scope if scope != ALL else "demo-0001",
+             "product_id": top_product, "units": 30},
+            {"rank": 2, "store_id": "demo-0002", "product_id": 17, "units": 11},
+        ],
+        "top_viewed": [{"rank": 1, "store_id": "demo-0001", "product_id": 7, "views": 300}],
+        "views_before_purchase": {"purchases": 17, "median": 2.0, "mean": 2.41},
+        "oversold": {"oversold_units": 3, "products_affected": 2},
+        "errors": {"payments": 4, "checkout": 1},
+    }
+
+
+def publish(client: redis.Redis, value: InsightValue) -> None:
+    """What the insights job does for one value: SET the key, PUBLISH the notice."""
+    client.set(key(value.scope, value.metric), json.dumps(value.payload()))
+    client.publish(channel(value.scope), json.dumps(value.notice()))
+
+
+def write_insights(redis_url: str, minute: datetime) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for scope, revenue, top in [(ALL, 98765.43, 4242), ("demo-0001", 60000.0, 4242),
+                                    ("demo-0002", 38765.43, 9090)]:
+            for metric, value in scope_values(scope, revenue, top).items():
+                hourly = metric.startswith("top_") or metric == "views_before_purchase"
+                start = minute - 59 * MINUTE if hourly else minute
+                publish(client, InsightValue(scope, metric, start, minute + MINUTE, value))
+    finally:
+        client.close()
+
+
+def write_fleet(pg_dsn: str) -> None:
+    """Two stores; coupons: demo-0001 issued 3 (1 redeemed), demo-0002 issued 1."""
+    now = datetime.now(UTC)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for store in ("demo-0001", "demo-0002"):
+            conn.execute("INSERT INTO simulator.stores (store_id, fleet, next_cycle) "
+                         "VALUES (%s, 'demo', 8)", (store,))
+        conn.execute("INSERT INTO conta_verde.users (store_id, user_id, name, email) "
+                     "VALUES ('demo-0001', 1, 'Ana', 'ana@example.com')")
+        conn.execute("INSERT INTO conta_verde.products (store_id, product_id, name, price) "
+                     "VALUES ('demo-0001', 4242, 'Lamp', 10)")
+        conn.execute("INSERT INTO conta_verde.purchase_orders (order_id, store_id, user_id, "
+                     "product_id, quantity, unit_price, coupon_code, created_at) "
+                     "VALUES ('o-1', 'demo-0001', 1, 4242, 1, 9, 'C1', %s)", (now,))
+        for code, store, order in [("C1", "demo-0001", "o-1"), ("C2", "demo-0001", None),
+                                   ("C3", "demo-0001", None), ("C4", "demo-0002", None)]:
+            conn.execute(
+                "INSERT INTO conta_verde.coupons (coupon_code, store_id, user_id, "
+                "discount_percent, issued_at, redeemed_order_id, redeemed_at) "
+                "VALUES (%s, %s, 1, 10, %s, %s, %s)",
+                (code, store, now, order, now if order else None))
+
+
+@pytest.fixture
+def dashboard_url(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    log_path = tmp_path / "dashboard.log"
+    env = {**os.environ, "STOREFLEET_REDIS_URL": redis_url, "STOREFLEET_PG_DSN": pg_dsn,
+           "STOREFLEET_DASHBOARD_DB_POLL_SECONDS": "0.5"}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from storefleet.cli import main; main()",
+             "dashboard", "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"dashboard exited ({process.returncode}):\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(url + "liveness", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dashboard did not answer in 60 s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(15)
+
+
+@pytest.fixture
+def browser() -> Iterator[Chromium]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium is not installed (scripts/install-system-packages.sh)")
+    chromium = Chromium(executable)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def test_dashboard_shows_insights_and_live_updates(
+    redis_url: str, pg_dsn: str, dashboard_url: str, browser: Chromium
+) -> None:
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - MINUTE
+    write_insights(redis_url, minute)
+    write_fleet(pg_dsn)
+
+    browser.navigate(dashboard_url)
+    browser.wait_for_text(
+        "Revenue / min 98,765.43", "demo-0001 4242 30",
+        "Median views 2.0", "Mean views 2.41", "Units beyond stock 3", "payments 4",
+        "Issued 4", "Redeemed 1", "demo-0002 demo 7",
+    )
+
+    # A newer minute, pushed through pub/sub: the open page follows without reloading.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        publish(client, InsightValue(ALL, "revenue", minute + MINUTE, minute + 2 * MINUTE,
+                                     12345.67))
+    finally:
+        client.close()
+    browser.wait_for_text("Revenue / min 12,345.67", deadline_seconds=30)
+    browser.screenshot(SCREENSHOT)
+
+    browser.navigate(dashboard_url + "?scope=demo-0002")
+    browser.wait_for_text("Revenue / min 38,765.43", "demo-0002 9090 30",
+                          "Issued 1", "Redeemed 0")
+
+    outside = [u for u in browser.requested
+               if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]
+    assert outside == [], f"the page requested assets from outside: {outside}"
+    assert browser.console_errors == []
