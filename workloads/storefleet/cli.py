@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "persister": "storefleet.persister.command:persister",
     "simulate": "storefleet.simulator.command:simulate",
     "price-updater": "storefleet.prices.command:price_updater",
+    "prices": "storefleet.prices.monitor_command:prices",
     "insights": "storefleet.insights.job:insights",
     "dashboard": "storefleet_dashboard.command:dashboard",
 }

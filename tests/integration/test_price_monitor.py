@@ -1,0 +1,378 @@
+"""The price monitor on real PostgreSQL: exact deals on crafted histories, the maintained
+integral against a plain recomputation, and the standing watch telling each new deal once."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from storefleet.fleet import PriceUpdater
+from storefleet.prices.monitor import DealWatch, find_deals
+from storefleet.prices.updater import MONTH, backfill, update_prices
+
+pytestmark = pytest.mark.services
+
+AT = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+W = Decimal(2_630_016)  # one month (30.44 days) in seconds
+
+
+@pytest.fixture
+def conn(pg_dsn: str):
+    with psycopg.connect(pg_dsn, autocommit=True) as connection:
+        yield connection
+
+
+def add_product(conn: psycopg.Connection, store_id: str, product_id: int,
+                steps: list[tuple[datetime, float]]) -> None:
+    """A product whose prices are `steps` (time, price), written as the updater does: INSERT then
+    UPDATEs of products.price, each dated through storefleet.price_time for the trigger."""
+    for n, (at, price) in enumerate(steps):
+        with conn.transaction():
+            conn.execute("SELECT set_config('storefleet.price_time', %s, true)", (at.isoformat(),))
+            if n == 0:
+                conn.execute(
+                    "INSERT INTO conta_verde.products (store_id, product_id, name, price)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (store_id, product_id, f"product {product_id}", price))
+            else:
+                conn.execute(
+                    "UPDATE conta_verde.products SET price = %s"
+                    " WHERE store_id = %s AND product_id = %s", (price, store_id, product_id))
+
+
+def summary(deals) -> list[tuple[str, int, Decimal, Decimal]]:
+    return [(d.store_id, d.product_id, d.current_price, d.discount_percent) for d in deals]
+
+
+def pct(average: Decimal, current: Decimal) -> Decimal:
+    return round((average - current) / average * 100, 2)
+
+
+@pytest.fixture
+def crafted(conn):
+    """Histories whose one-month (M=1) averages are worked out by hand below."""
+    add_product(conn, "s1", 1, [(AT - 60 * DAY, 100), (AT - MONTH / 2, 50)])
+    add_product(conn, "s1", 2, [(AT - 100 * DAY, 200), (AT - 40 * DAY, 100), (AT - DAY, 90)])
+    add_product(conn, "s1", 3, [(AT - 100 * DAY, 80)])
+    add_product(conn, "s1", 4, [(AT - 10 * DAY, 100), (AT - 5 * DAY, 60)])
+    add_product(conn, "s1", 5, [(AT - 50 * DAY, 120), (AT - MONTH / 2, 80)])
+    add_product(conn, "s1", 6, [(AT - 50 * DAY, 50), (AT - 5 * DAY, 100)])
+    add_product(conn, "s1", 7, [(AT - 50 * DAY, 100), (AT - timedelta(hours=2), 300),
+                                (AT - timedelta(hours=1), 100)])
+    add_product(conn, "s2", 1, [(AT - 60 * DAY, 100), (AT - MONTH / 4, 70)])
+    add_product(conn, "s2", 2, [(AT - 20 * DAY, 100), (AT - 10 * DAY, 60)])
+    # Changed after AT: invisible when evaluating at AT.
+    add_product(conn, "s2", 3, [(AT - 60 * DAY, 100), (AT + DAY, 10)])
+    return conn
+
+
+# Worked out by hand, over the window [AT - 30.44 days, AT]:
+EXPECTED_M1 = {
+    # 100 for the first half of the window, 50 for the second: average 75, not 50 or 100.
+    ("s1", 1): (Decimal(50), Decimal(75)),
+    # The window opens on 100 (set before it; the older 200 does not count); 90 for the last day.
+    ("s1", 2): (Decimal(90), (100 * (W - 86_400) + 90 * 86_400) / W),
+    # No change in the window: the average is the price, never a deal.
+    ("s1", 3): None,
+    # Created inside the window: averaged over the 10 days it existed, 100 and 60 for 5 each.
+    ("s1", 4): (Decimal(60), Decimal(80)),
+    # 120 then 80 for half the window each: average exactly 100, discount exactly 20%.
+    ("s1", 5): (Decimal(80), Decimal(100)),
+    # Price went up: below zero discount.
+    ("s1", 6): None,
+    # A one-hour spike to 300: a plain mean of the window's rows (200) would call 100 a deal.
+    ("s1", 7): (Decimal(100), (100 * (W - 3600) + 300 * 3600) / W),
+    ("s2", 1): (Decimal(70), Decimal("92.5")),
+    ("s2", 2): (Decimal(60), Decimal(80)),  # 25%, a tie with s1/4
+    ("s2", 3): None,
+}
+
+
+def expected_deals(discount: Decimal, store: str | None = None):
+    rows = []
+    for (store_id, product_id), value in EXPECTED_M1.items():
+        if value is None or (store and store_id != store):
+            continue
+        current, average = value
+        if current <= average * (100 - discount) / 100:
+            rows.append((store_id, product_id, current, pct(average, current),
+                         current / average))
+    rows.sort(key=lambda r: (r[4], r[0], r[1]))
+    return [r[:4] for r in rows]
+
+
+def test_deals_are_time_weighted_and_ordered_best_first(crafted) -> None:
+    deals = find_deals(crafted, 1, 20, at=AT)
+    assert summary(deals) == [
+        ("s1", 1, Decimal("50.00"), Decimal("33.33")),
+        ("s1", 4, Decimal("60.00"), Decimal("25.00")),
+        ("s2", 2, Decimal("60.00"), Decimal("25.00")),
+        ("s2", 1, Decimal("70.00"), Decimal("24.32")),
+        ("s1", 5, Decimal("80.00"), Decimal("20.00")),
+    ]
+    assert summary(deals) == expected_deals(Decimal(20))
+    averages = {(d.store_id, d.product_id): d.average_price for d in deals}
+    assert averages == {("s1", 1): 75, ("s1", 4): 80, ("s2", 2): 80, ("s2", 1): Decimal("92.5"),
+                        ("s1", 5): 100}
+    assert [d.name for d in deals][:2] == ["product 1", "product 4"]
+
+
+def test_the_price_in_force_at_the_window_start_counts(crafted) -> None:
+    deals = {(d.store_id, d.product_id): d for d in find_deals(crafted, 1, 5, at=AT)}
+    current, average = EXPECTED_M1[("s1", 2)]
+    assert deals[("s1", 2)].average_price == round(average, 4)
+    assert deals[("s1", 2)].discount_percent == pct(average, current) == Decimal("9.70")
+    assert summary(find_deals(crafted, 1, 5, at=AT)) == expected_deals(Decimal(5))
+
+
+def test_a_short_spike_weighs_only_its_hour(crafted) -> None:
+    deals = {(d.store_id, d.product_id): d for d in find_deals(crafted, 1, Decimal("0.1"), at=AT)}
+    assert deals[("s1", 7)].discount_percent == Decimal("0.27")
+    assert ("s1", 7) not in {(d.store_id, d.product_id) for d in find_deals(crafted, 1, 1, at=AT)}
+
+
+def test_products_without_a_change_in_the_window_or_a_rise_are_never_deals(crafted) -> None:
+    keys = {(d.store_id, d.product_id) for d in find_deals(crafted, 1, Decimal("0.0001"), at=AT)}
+    assert not keys & {("s1", 3), ("s1", 6), ("s2", 3)}
+
+
+def test_the_threshold_is_inclusive_and_exact(crafted) -> None:
+    at_20 = {(d.store_id, d.product_id) for d in find_deals(crafted, 1, 20, at=AT)}
+    above = {(d.store_id, d.product_id) for d in find_deals(crafted, 1, "20.0001", at=AT)}
+    assert ("s1", 5) in at_20 and ("s1", 5) not in above
+    assert at_20 - above == {("s1", 5)}
+
+
+def test_store_filter_and_limit(crafted) -> None:
+    assert summary(find_deals(crafted, 1, 20, store="s2", at=AT)) == expected_deals(
+        Decimal(20), "s2") == [("s2", 2, Decimal("60.00"), Decimal("25.00")),
+                               ("s2", 1, Decimal("70.00"), Decimal("24.32"))]
+    assert summary(find_deals(crafted, 1, 20, limit=2, at=AT)) == expected_deals(Decimal(20))[:2]
+    assert find_deals(crafted, 1, 20, store="nowhere", at=AT) == []
+
+
+def test_a_longer_period_averages_more_history(crafted) -> None:
+    # Over 3 months s1/1 existed 60 days: 100 for 60 days - W/2, then 50 for W/2.
+    exists = Decimal(60 * 86_400)
+    average = (100 * (exists - W / 2) + 50 * W / 2) / exists
+    deals = {(d.store_id, d.product_id): d for d in find_deals(crafted, 3, 5, at=AT)}
+    assert deals[("s1", 1)].average_price == round(average, 4)
+    # Over 3 months the window opens on s1/2's 200, so its discount is larger.
+    w3 = 3 * W
+    average2 = (200 * (w3 - 40 * 86_400) + 100 * (39 * 86_400) + 90 * 86_400) / w3
+    assert deals[("s1", 2)].discount_percent == pct(average2, Decimal(90))
+
+
+def test_bad_arguments_are_refused(conn) -> None:
+    for months, discount in [(0, 10), (61, 10), (3, 0), (3, 100), (3, 120), ("x", 10),
+                             (3, "abc")]:
+        with pytest.raises(ValueError):
+            find_deals(conn, months, discount)
+
+
+# -- the maintained integral against a recomputation from price_history ----------------------
+
+
+def seconds(delta: timedelta) -> Decimal:
+    return Decimal(delta.days * 86_400 + delta.seconds) + Decimal(delta.microseconds) / 10**6
+
+
+def reference_deals(conn, months: int, discount: Decimal, at: datetime):
+    """The definition, computed directly from price_history in Python."""
+    history = defaultdict(list)
+    for store_id, product_id, price, valid_from in conn.execute(
+        "SELECT store_id, product_id, price, valid_from FROM conta_verde.price_history"
+        " WHERE valid_from <= %s ORDER BY store_id, product_id, valid_from, id", (at,)):
+        history[(store_id, product_id)].append((valid_from, price))
+    since = at - months * MONTH
+    found = []
+    for key, steps in history.items():
+        opening = [t for t, _ in steps if t <= since]
+        start = since if opening else steps[0][0]
+        integral = Decimal(0)
+        for n, (t, price) in enumerate(steps):
+            end = steps[n + 1][0] if n + 1 < len(steps) else at
+            lo, hi = max(t, start), min(end, at)
+            if hi > lo:
+                integral += price * seconds(hi - lo)
+        duration = seconds(at - start)
+        current = steps[-1][1]
+        if duration > 0 and current * duration * 100 <= integral * (100 - discount):
+            average = integral / duration
+            found.append((current * duration / integral, key, pct(average, current)))
+    found.sort()
+    return [(key[0], key[1], discount_pct) for _, key, discount_pct in found]
+
+
+def steps_table(conn):
+    return conn.execute(
+        "SELECT store_id, product_id, valid_from, history_id, price, area"
+        " FROM price_monitor.price_steps ORDER BY 1, 2, 3, 4").fetchall()
+
+
+def test_the_updaters_backfill_and_changes_agree_with_a_recomputation(conn) -> None:
+    for store in ("demo-0000", "demo-0001"):
+        conn.execute(
+            "INSERT INTO conta_verde.products (store_id, product_id, name, price)"
+            " SELECT %s, g, 'product ' || g, 20 + g FROM generate_series(1, 25) g", (store,))
+    settings = PriceUpdater(backfillMonths=4, maxChangePercent=15, productsPerRun=20)
+    rng = random.Random(7)
+    assert backfill(conn, "demo", settings, rng) > 0  # rows dated before the existing ones
+    for _ in range(5):
+        update_prices(conn, "demo", settings, rng)
+    at = conn.execute("SELECT now()").fetchone()[0]
+    for months, discount in [(1, Decimal(1)), (2, Decimal("2.5")), (3, Decimal(5)),
+                             (4, Decimal("0.01")), (60, Decimal(1))]:
+        expected = reference_deals(conn, months, discount, at)
+        got = [(d.store_id, d.product_id, d.discount_percent)
+               for d in find_deals(conn, months, discount, at=at)]
+        assert got == expected, (months, discount)
+    assert any(reference_deals(conn, 2, Decimal(1), at))
+    # Kept step by step (with the back-fill's out-of-order rows) = rebuilt in one pass.
+    kept = steps_table(conn)
+    conn.execute("SELECT price_monitor.rebuild_steps(NULL, NULL)")
+    assert steps_table(conn) == kept
+    assert len(kept) == conn.execute("SELECT count(*) FROM conta_verde.price_history").fetchone()[0]
+
+
+def test_deleted_or_edited_history_is_followed(crafted) -> None:
+    crafted.execute("DELETE FROM conta_verde.products WHERE store_id = 's2' AND product_id = 1")
+    crafted.execute("UPDATE conta_verde.price_history SET price = 40"
+                    " WHERE store_id = 's1' AND product_id = 1 AND price = 50")
+    kept = steps_table(crafted)
+    assert ("s2", 1) not in {(r[0], r[1]) for r in kept}
+    crafted.execute("SELECT price_monitor.rebuild_steps(NULL, NULL)")
+    assert steps_table(crafted) == kept
+    deals = {(d.store_id, d.product_id): d for d in find_deals(crafted, 1, 20, at=AT)}
+    assert deals[("s1", 1)].average_price == 70 and ("s2", 1) not in deals
+
+
+# -- the standing watch ----------------------------------------------------------------------
+
+
+def test_a_deal_is_told_once_until_it_stops_and_comes_back(conn) -> None:
+    add_product(conn, "s1", 1, [(AT - 60 * DAY, 100), (AT - 10 * DAY, 50)])
+    add_product(conn, "s1", 2, [(AT - 60 * DAY, 100)])
+    watch = DealWatch(1, 10)
+    assert [d.key for d in watch.check(conn, at=AT)] == [("s1", 1)]
+    assert watch.check(conn, at=AT) == []
+    with conn.transaction():
+        conn.execute("SELECT set_config('storefleet.price_time', %s, true)",
+                     ((AT - DAY).isoformat(),))
+        conn.execute("UPDATE conta_verde.products SET price = 60 WHERE product_id = 2")
+    assert [d.key for d in watch.check(conn, at=AT)] == [("s1", 2)]
+    # s1/1 still a deal much later? Its window then holds only 50: it stops being one.
+    assert watch.check(conn, at=AT + 40 * DAY) == []
+    assert watch.told == set()
+    assert [d.key for d in watch.check(conn, at=AT)] == [("s1", 1), ("s1", 2)]
+
+
+class Lines:
+    """Lines of a child's pipe, read by a thread, waited for with a deadline."""
+
+    def __init__(self, pipe) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe) -> None:
+        with pipe:
+            for line in pipe:
+                self.queue.put(line.rstrip("\n"))
+
+    def wait_for(self, predicate, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching line within {timeout} s; saw {seen}")
+            try:
+                line = self.queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if predicate(line):
+                return line
+
+
+def checked(deals: int):
+    pattern = re.compile(rf"checked: {deals} deals")
+    return lambda line: bool(pattern.search(line))
+
+
+def set_price(conn, price: float) -> None:
+    conn.execute("UPDATE conta_verde.products SET price = %s WHERE store_id = 'w1'", (price,))
+
+
+def test_the_watch_command_prints_each_new_deal_once(conn, pg_dsn: str) -> None:
+    now = conn.execute("SELECT now()").fetchone()[0]
+    add_product(conn, "w1", 1, [(now - 90 * DAY, 100)])
+    add_product(conn, "w2", 1, [(now - 90 * DAY, 100)])
+    child = subprocess.Popen(
+        [sys.executable, "-m", "storefleet", "prices", "watch", "--months", "1",
+         "--discount", "10", "--interval", "3600"],
+        env={**os.environ, "STOREFLEET_PG_DSN": pg_dsn},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    out, err = Lines(child.stdout), Lines(child.stderr)
+    try:
+        err.wait_for(checked(0))  # listening, and nothing to tell yet
+        set_price(conn, 50)
+        first = json.loads(out.wait_for(lambda line: line.startswith("{")))
+        assert (first["store_id"], first["product_id"], first["current_price"]) == ("w1", 1, 50)
+        assert first["average_price"] == 100.0 and first["discount_percent"] == 50.0
+        err.wait_for(checked(1))
+        set_price(conn, 45)  # still a deal: not told again
+        err.wait_for(checked(1))
+        set_price(conn, 100)  # no longer a deal
+        err.wait_for(checked(0))
+        set_price(conn, 40)  # a deal again: told again
+        again = json.loads(out.wait_for(lambda line: line.startswith("{")))
+        assert (again["store_id"], again["current_price"]) == ("w1", 40)
+        err.wait_for(checked(1))
+    finally:
+        child.terminate()
+        child.wait(30)
+        out.thread.join(30)
+        err.thread.join(30)
+    assert child.returncode == 0
+    assert out.queue.empty()  # nothing else was told (e.g. the 45)
+
+
+def test_the_deals_command_prints_json(crafted, pg_dsn: str) -> None:
+    from click.testing import CliRunner
+
+    from storefleet.cli import main
+
+    result = CliRunner().invoke(
+        main, ["prices", "deals", "--months", "1", "--discount", "20", "--store", "s2",
+               "--at", "2026-06-01T12:00:00+0000", "--json"],
+        env={"STOREFLEET_PG_DSN": pg_dsn})
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert (body["months"], body["discount"], body["store"]) == (1, 20.0, "s2")
+    assert body["deals"] == [
+        {"store_id": "s2", "product_id": 2, "name": "product 2", "current_price": 60.0,
+         "average_price": 80.0, "discount_percent": 25.0},
+        {"store_id": "s2", "product_id": 1, "name": "product 1", "current_price": 70.0,
+         "average_price": 92.5, "discount_percent": 24.32},
+    ]
+    table = CliRunner().invoke(main, ["prices", "deals", "-m", "1", "-d", "20", "-n", "1",
+                                      "--at", "2026-06-01T12:00:00"],
+                               env={"STOREFLEET_PG_DSN": pg_dsn})
+    assert table.exit_code == 0 and "33.33%" in table.output and "s2" not in table.output
