@@ -305,9 +305,13 @@ def _job_env(fleet: Fleet, job: str) -> list[dict[str, Any]]:
         {"name": "STOREFLEET_SPARK_MASTER", "value": SPARK_MASTER},
         {"name": f"{prefix}CHECKPOINT_DIR", "value": f"{CHECKPOINTS_DIR}/{fleet.name}/{job}"},
         {"name": f"{prefix}TRIGGER_SECONDS", "value": str(spec.analytics.trigger_seconds)},
-        {"name": f"{prefix}WATERMARK_SECONDS", "value": str(spec.analytics.watermark_seconds)},
         {"name": f"{prefix}SHUFFLE_PARTITIONS", "value": str(spec.analytics.shuffle_partitions)},
     ]
+    if job == "insights":
+        # The bonus job has no Spark watermark: its windows live in PostgreSQL.
+        env.append(
+            {"name": f"{prefix}WATERMARK_SECONDS", "value": str(spec.analytics.watermark_seconds)}
+        )
     if job == "bonus":
         bonus, coupons = spec.bonus, spec.coupons
         env += [

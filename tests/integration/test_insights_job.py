@@ -28,7 +28,7 @@ from storefleet.insights.contract import read_latest
 from storefleet.insights.job import InsightsJob, start_job
 from storefleet.insights.settings import InsightsSettings
 from storefleet.insights.show import show
-from storefleet.insights.sources import spark_session
+from storefleet.spark import spark_session
 
 pytestmark = [
     pytest.mark.services,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from storefleet.insights import transforms as t
-from storefleet.insights.sources import spark_session
+from storefleet.spark import spark_session
 
 pytestmark = [
     pytest.mark.spark,

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "price-updater": "storefleet.prices.command:price_updater",
     "prices": "storefleet.prices.monitor_command:prices",
     "insights": "storefleet.insights.job:insights",
+    "bonus": "storefleet.bonus.job:bonus",
     "dashboard": "storefleet_dashboard.command:dashboard",
 }
 

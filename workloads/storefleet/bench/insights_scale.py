@@ -49,7 +49,7 @@ def measure(factor: int, history_events: int, history_minutes: int, stores: int,
     from storefleet.bench._insights import bench_environment, produce
     from storefleet.insights.job import start_job
     from storefleet.insights.settings import InsightsSettings
-    from storefleet.insights.sources import spark_session
+    from storefleet.spark import spark_session
 
     rng = random.Random(factor)
     with bench_environment(f"scale{factor}") as bench:

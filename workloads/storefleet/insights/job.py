@@ -106,6 +106,7 @@ def start_job(spark: Any, settings: InsightsSettings) -> InsightsJob:
     """Wire sources -> transforms -> sinks and start the streaming queries."""
     from pyspark.sql import functions as F
 
+    from storefleet import spark as shared
     from storefleet.insights import sinks, sources
     from storefleet.insights import transforms as t
 
@@ -115,8 +116,8 @@ def start_job(spark: Any, settings: InsightsSettings) -> InsightsJob:
     job = InsightsJob(spark, settings)
 
     def events() -> Any:
-        raw = sources.kafka_events(spark, endpoints.kafka_bootstrap, settings.events_topic,
-                                   settings.starting_offsets, settings.max_offsets_per_trigger)
+        raw = shared.kafka_events(spark, endpoints.kafka_bootstrap, settings.events_topic,
+                                  settings.starting_offsets, settings.max_offsets_per_trigger)
         return t.parse_events(raw)
 
     activity_sink = sinks.ActivitySink(endpoints.pg_dsn, endpoints.redis_url, settings.top_n)
@@ -193,7 +194,7 @@ def run(master: str | None, checkpoint_dir: str | None, logs_dir: str | None,
             watermark_seconds=watermark_seconds,
             shuffle_partitions=shuffle_partitions,
         )
-        from storefleet.insights.sources import spark_session
+        from storefleet.spark import spark_session
 
         spark = spark_session(settings.master, settings.shuffle_partitions, settings.ui)
     except SettingError as exc:
