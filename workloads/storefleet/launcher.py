@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from storefleet.components import ComponentSpec, LocalContext, plan_components
+from storefleet.components import ComponentSpec, LocalContext, missing_extras, plan_components
 from storefleet.fleet import ManifestError, load_manifest
 from storefleet.paths import state_dir as resolve_state_dir
 from storefleet.services.manager import ServicesManager
@@ -64,19 +64,45 @@ def choose_port(requested: int, what: str, flag: str) -> int:
 
 
 @click.command()
-@click.option("-f", "--file", "manifest", required=True, type=click.Path(dir_okay=False),
-              help="StoreFleet manifest (YAML, one or more fleets).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option("--state-dir", envvar="STOREFLEET_STATE_DIR", default=None,
-              help="Folder for data, logs and pids (default .storefleet/).")
-@click.option("--webhook-port", type=click.IntRange(0, 65535), default=18080, show_default=True,
-              envvar="STOREFLEET_WEBHOOK_PORT", help="Port of the ingest webhook (0: any free).")
-@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=15006,
-              show_default=True, envvar="STOREFLEET_DASHBOARD_PORT",
-              help="Port of the dashboard (0: any free).")
-@click.option("--keep-services", is_flag=True,
-              help="Leave PostgreSQL, Redis and Kafka running when stopping.")
+@click.option(
+    "-f",
+    "--file",
+    "manifest",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="StoreFleet manifest (YAML, one or more fleets).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--state-dir",
+    envvar="STOREFLEET_STATE_DIR",
+    default=None,
+    help="Folder for data, logs and pids (default .storefleet/).",
+)
+@click.option(
+    "--webhook-port",
+    type=click.IntRange(0, 65535),
+    default=18080,
+    show_default=True,
+    envvar="STOREFLEET_WEBHOOK_PORT",
+    help="Port of the ingest webhook (0: any free).",
+)
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(0, 65535),
+    default=15006,
+    show_default=True,
+    envvar="STOREFLEET_DASHBOARD_PORT",
+    help="Port of the dashboard (0: any free).",
+)
+@click.option(
+    "--keep-services", is_flag=True, help="Leave PostgreSQL, Redis and Kafka running when stopping."
+)
 def up(manifest: str, duration: float | None, state_dir: str | None, webhook_port: int,
        dashboard_port: int, keep_services: bool) -> None:  # fmt: skip
     """Run the services and every component of the fleets in FILE until stopped."""
@@ -103,6 +129,8 @@ def up(manifest: str, duration: float | None, state_dir: str | None, webhook_por
             raise click.ClickException(str(exc)) from None
         context = LocalContext(state_dir=state, ports=ports, env={TOKEN_ENV: ingest_token(state)})
         base_env = {**os.environ, **endpoints.as_env(), **context.env}
+        for note in missing_extras(fleets):
+            click.echo(f"note: {note}")
         for spec in plan_components(fleets, context):
             log_file = state / "components" / f"{spec.name}.log"
             record = spawn(spec.argv, log_file, env={**base_env, **spec.env})
