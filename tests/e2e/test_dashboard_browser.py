@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import panel  # noqa: F401  (the `dashboard` extra; missing it is an error, not a skip)
 import psycopg
 import pytest
 import redis
@@ -24,7 +25,6 @@ import redis
 from storefleet.insights.contract import ALL, InsightValue, channel, key
 from tests.e2e.chromium import Chromium, chromium_path
 
-pytest.importorskip("panel")
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
 SCREENSHOT = Path("/tmp/dashboard.png")
@@ -138,7 +138,7 @@ def dashboard_url(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[str]:
 def browser() -> Iterator[Chromium]:
     executable = chromium_path()
     if executable is None:
-        pytest.skip("chromium is not installed (scripts/install-system-packages.sh)")
+        pytest.fail("chromium is not installed: run `make setup`")
     chromium = Chromium(executable)
     try:
         yield chromium
