@@ -163,3 +163,24 @@ def test_bad_port_setting_names_the_variable(state_dir: Path) -> None:
               env={**os.environ, "STOREFLEET_KAFKA_PORT": "ninety"})  # fmt: skip
     assert out.returncode != 0
     assert "STOREFLEET_KAFKA_PORT" in out.stderr and "'ninety'" in out.stderr
+
+
+def test_kafka_cluster_id_starting_with_a_dash_is_formatted(state_dir: Path) -> None:
+    # Base64url ids may start with '-', which the storage tool's parser took for an option.
+    secrets = {"pg_password": "p" * 20, "redis_password": "r" * 20,
+               "kafka_cluster_id": "-" + "A" * 21}  # fmt: skip
+    (state_dir / "secrets.json").write_text(json.dumps(secrets))
+    out = run("services", "up", "--state-dir", str(state_dir), *FREE_PORTS)
+    assert out.returncode == 0, out.stderr
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (
+        state_dir / "kafka" / "data" / "meta.properties"
+    ).read_text()
+
+
+def test_generated_cluster_ids_never_start_with_a_dash() -> None:
+    from storefleet.services.backends import new_kafka_cluster_id
+
+    ids = {new_kafka_cluster_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)

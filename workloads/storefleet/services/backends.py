@@ -38,7 +38,12 @@ class Secrets:
 
 
 def new_kafka_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka cluster id (base64url of a UUID), never starting with '-': like Kafka's
+    own ids, so no command line mistakes it for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class Backend:
@@ -319,8 +324,7 @@ class Kafka(Backend):
             self._java(
                 "kafka.tools.StorageTool",
                 "format",
-                "--cluster-id",
-                self.secrets.kafka_cluster_id,
+                f"--cluster-id={self.secrets.kafka_cluster_id}",
                 "--config",
                 str(self.config_file),
                 "--ignore-formatted",
