@@ -54,3 +54,29 @@ def write_schemas(openapi_v2: dict[str, Any], folder: Path,
             path.write_text(json.dumps(schema))
             written.append(path)
     return written
+
+
+def assert_kubeconform_accepts(cluster: Any, documents: list[dict[str, Any]], folder: Path) -> None:
+    """Validate rendered manifests with kubeconform (strict) against the test API server's own
+    schemas, so nothing is downloaded; every document must be checked and valid."""
+    import subprocess
+
+    import yaml
+
+    from tests.kubernetes.cluster import tool
+
+    kinds = {(d["apiVersion"], d["kind"]) for d in documents}
+    status, openapi = cluster.get("/openapi/v2")
+    assert status == 200
+    write_schemas(json.loads(openapi), folder / "schemas", wanted=kinds)
+    rendered = folder / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(documents))
+    result = subprocess.run(
+        [tool("kubeconform"), "-strict", "-summary", "-output", "json",
+         "-schema-location", str(folder / "schemas" / SCHEMA_LOCATION), str(rendered)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["valid"] == len(documents)
+    assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0

@@ -18,7 +18,7 @@ from tests.kubernetes.conftest import (
     Api,
     helm,
 )
-from tests.kubernetes.schemas import SCHEMA_LOCATION, write_schemas
+from tests.kubernetes.schemas import SCHEMA_LOCATION, assert_kubeconform_accepts, write_schemas
 
 pytestmark = pytest.mark.kubernetes
 
@@ -59,19 +59,7 @@ def test_kubeconform_validates_the_rendered_chart(cluster: Cluster, tmp_path: Pa
     kinds = {(d["apiVersion"], d["kind"]) for d in documents}
     assert ("apps/v1", "Deployment") in kinds
     assert ("apiextensions.k8s.io/v1", "CustomResourceDefinition") in kinds
-    status, openapi = cluster.get("/openapi/v2")
-    assert status == 200
-    write_schemas(json.loads(openapi), tmp_path / "schemas", wanted=kinds)
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(yaml.safe_dump_all(documents))
-    result = subprocess.run(
-        [tool("kubeconform"), "-strict", "-summary", "-output", "json",
-         "-schema-location", str(tmp_path / "schemas" / SCHEMA_LOCATION), str(rendered)],
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads(result.stdout)["summary"]
-    assert summary["valid"] == len(documents)
-    assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0
+    assert_kubeconform_accepts(cluster, documents, tmp_path)
 
 
 def test_kubeconform_catches_a_misspelt_field(cluster: Cluster, tmp_path: Path) -> None:

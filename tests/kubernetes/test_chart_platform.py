@@ -9,8 +9,6 @@ plays the Job controller for the chart's hook Job, which helm waits for.
 from __future__ import annotations
 
 import base64
-import json
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kubernetes.cluster import Cluster, tool
+from tests.kubernetes.cluster import Cluster
 from tests.kubernetes.conftest import (
     CHART,
     RELEASE_NAMESPACE,
@@ -28,7 +26,7 @@ from tests.kubernetes.conftest import (
     get_or_none,
     helm,
 )
-from tests.kubernetes.schemas import SCHEMA_LOCATION, write_schemas
+from tests.kubernetes.schemas import assert_kubeconform_accepts
 
 pytestmark = pytest.mark.kubernetes
 
@@ -70,21 +68,7 @@ def scenario_id(path: Path) -> str:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
 def test_scenario_renders_manifests_kubeconform_accepts(cluster: Cluster, tmp_path: Path,
                                                         scenario: Path) -> None:
-    documents = render(cluster, scenario)
-    kinds = {(d["apiVersion"], d["kind"]) for d in documents}
-    status, openapi = cluster.get("/openapi/v2")
-    assert status == 200
-    write_schemas(json.loads(openapi), tmp_path / "schemas", wanted=kinds)
-    rendered = tmp_path / "rendered.yaml"
-    rendered.write_text(yaml.safe_dump_all(documents))
-    result = subprocess.run(
-        [tool("kubeconform"), "-strict", "-summary", "-output", "json",
-         "-schema-location", str(tmp_path / "schemas" / SCHEMA_LOCATION), str(rendered)],
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads(result.stdout)["summary"]
-    assert summary["valid"] == len(documents)
-    assert summary["invalid"] == summary["errors"] == summary["skipped"] == 0
+    assert_kubeconform_accepts(cluster, render(cluster, scenario), tmp_path)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)

@@ -111,6 +111,10 @@ class CouponOutbox:
 
     def close(self) -> None:
         with self._lock:
-            self.producer.flush(10)
+            if self.producer is not None:
+                self.producer.flush(10)
+            # Drop the producer now: a live one keeps reconnecting (and logging) until it is
+            # garbage collected, long after its broker may be gone.
+            self.producer = None  # type: ignore[assignment]
             if self._conn is not None:
                 self._conn.close()
