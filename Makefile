@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTHON ?= python3
 MANIFEST ?= examples/storefleet.yaml
+# Extra options of `storefleet up`, e.g. UP_ARGS="--duration 120 --state-dir /tmp/sf".
+UP_ARGS ?=
 PYTEST_ARGS ?=
 # Extras of the storefleet package installed into .venv: every component's dependencies.
 EXTRAS := dev,operator,spark,dashboard
@@ -37,7 +39,7 @@ tools:
 ## up: the whole platform locally from $(MANIFEST), until Ctrl-C
 # The platform needs no Kubernetes tools, so `up` skips building them.
 up: system-packages python jars
-	$(BIN)/storefleet up -f $(MANIFEST)
+	$(BIN)/storefleet up -f $(MANIFEST) $(UP_ARGS)
 
 ## test: lint, then every test (unit, integration on real services, kubernetes, e2e)
 test: setup lint
