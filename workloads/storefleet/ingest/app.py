@@ -268,7 +268,9 @@ class IngestApp:
                 self.producer.metadata_ok
             )
             self._ready_at = time.monotonic()
-        if not self._ready:
+        # The producer's own view of its brokers is checked on every call, not cached: a
+        # metadata answer can still come from librdkafka's cache after the broker went away.
+        if not self._ready or (self.producer is not None and not self.producer.brokers_up):
             raise _error(503, f"Kafka topic {self.settings.topic!r} is not reachable")
         return 200, JSON, b'{"status":"ready"}'
 
