@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from storefleet.components import ComponentSpec, LocalContext, missing_extras, plan_components
-from storefleet.fleet import ManifestError, load_manifest
+from storefleet.fleet import Fleet, ManifestError, load_manifest
 from storefleet.paths import state_dir as resolve_state_dir
 from storefleet.services.manager import ServicesManager
 from storefleet.services.process import (
@@ -174,13 +174,22 @@ def _stop_services_started_here(manager: ServicesManager, already_running: set[s
     return manager.down()
 
 
-def _print_summary(fleets, manager: ServicesManager, started, state: Path) -> None:  # type: ignore[no-untyped-def]
+def _print_summary(
+    fleets: list[Fleet],
+    manager: ServicesManager,
+    started: list[tuple[ComponentSpec, ProcessRecord]],
+    state: Path,
+) -> None:
     click.echo(f"fleets: {', '.join(f'{f.name} ({f.spec.stores} stores)' for f in fleets)}")
     click.echo(f"state directory: {state}")
-    for s in manager.status():
-        click.echo(f"  {s.name:<12} 127.0.0.1:{s.port}   log {s.log_file}")
-    for spec, record in started:
-        where = spec.url or f"pid {record.pid}"
-        click.echo(f"  {spec.name:<12} {where}   log {state / 'components' / (spec.name + '.log')}")
+    rows = [(s.name, f"127.0.0.1:{s.port}", s.log_file) for s in manager.status()]
+    rows += [
+        (spec.name, spec.url or f"pid {record.pid}", str(state / "components" / f"{spec.name}.log"))
+        for spec, record in started
+    ]
+    name_width = max(len(name) for name, _, _ in rows)
+    where_width = max(len(where) for _, where, _ in rows)
+    for name, where, log_file in rows:
+        click.echo(f"  {name:<{name_width}}  {where:<{where_width}}  log {log_file}")
     click.echo(f'endpoints: eval "$(storefleet services env --state-dir {state})"')
     click.echo("press Ctrl-C to stop")
