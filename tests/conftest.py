@@ -7,6 +7,7 @@ database cloned from a migrated template, so tests cannot see each other's rows.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -14,10 +15,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
+from confluent_kafka import Producer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from storefleet.endpoints import Endpoints
@@ -123,3 +126,13 @@ def new_topic(services: RunningServices) -> Callable[..., str]:
 def cli_env(services: RunningServices) -> dict[str, str]:
     """The environment a `storefleet` child process needs to reach the test services."""
     return {**os.environ, **services.endpoints.as_env()}
+
+
+def produce_events(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    """Produce events as the webhook does (JSON value, key `<store_id>:<user_id>`), acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for item in events:
+        producer.produce(
+            topic, key=f"{item['store_id']}:{item['user_id']}", value=json.dumps(item).encode()
+        )
+    assert producer.flush(30) == 0

@@ -24,12 +24,13 @@ from typing import Any
 import psycopg
 import pyspark  # noqa: F401  (the `spark` extra; missing it is an error, not a skip)
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError
 
 from storefleet.bonus.job import FAULT_ENV, BonusJob, start_job
 from storefleet.bonus.settings import BonusSettings, Rules
 from storefleet.simulator.coupons import CouponInbox
 from storefleet.spark import spark_session
+from tests.conftest import produce_events as produce
 
 pytestmark = [
     pytest.mark.services,
@@ -58,14 +59,6 @@ def event(event_id: str, ts: datetime, store: str, user: int, price: float | Non
     if kind == "purchase":
         body.update(quantity=quantity, unit_price=price, coupon_code=None)
     return body
-
-
-def produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for item in events:
-        producer.produce(topic, key=f"{item['store_id']}:{item['user_id']}",
-                         value=json.dumps(item).encode())
-    assert producer.flush(30) == 0
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 60) -> list[dict[str, Any]]:

@@ -21,7 +21,6 @@ import pyspark  # noqa: F401  (the `spark` extra; missing it is an error, not a 
 import pytest
 import redis
 from click.testing import CliRunner
-from confluent_kafka import Producer
 
 from storefleet.endpoints import Endpoints
 from storefleet.insights.contract import read_latest
@@ -29,6 +28,7 @@ from storefleet.insights.job import InsightsJob, start_job
 from storefleet.insights.settings import InsightsSettings
 from storefleet.insights.show import show
 from storefleet.spark import spark_session
+from tests.conftest import produce_events as produce
 
 pytestmark = [
     pytest.mark.services,
@@ -57,14 +57,6 @@ def event(event_id: str, ts: datetime, store: str, user: int, kind: str,
     if price is not None:
         body["unit_price"] = price
     return body
-
-
-def produce(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for item in events:
-        producer.produce(topic, key=f"{item['store_id']}:{item['user_id']}",
-                         value=json.dumps(item).encode())
-    assert producer.flush(30) == 0
 
 
 def write_datacat(logs_dir: Path, store: str, seq: int, lines: list[str]) -> None:
