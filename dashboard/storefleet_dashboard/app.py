@@ -19,8 +19,15 @@ from bokeh.plotting import figure
 from panel.theme import Fast
 
 from storefleet.insights.contract import ALL, METRICS
+from storefleet.prices.monitor import MAX_MONTHS, MIN_MONTHS, check_discount
 from storefleet_dashboard import formatting as fmt
-from storefleet_dashboard.fleetdb import FleetPoller, FleetSnapshot
+from storefleet_dashboard.fleetdb import (
+    DealsPoller,
+    DealsQuery,
+    DealsReply,
+    FleetPoller,
+    FleetSnapshot,
+)
 from storefleet_dashboard.state import InsightCache, RedisFeed
 
 ACCENT = "#2e7d32"
@@ -59,6 +66,7 @@ class Sources:
     fleet: FleetPoller | None
     refresh_seconds: float = 1.0
     feed: RedisFeed | None = None
+    deals: DealsPoller | None = None
 
 
 def _number(name: str, fmt_text: str = "{value:,.0f}") -> pn.indicators.Number:
@@ -130,6 +138,16 @@ class Page:
         self.errors_total = _number("Errors / min")
         self.errors_table = _html()
 
+        # Price deals: asked of the price monitor through the server's DealsPoller.
+        self.deal_months = pn.widgets.IntInput(name="Period (months)", value=3, start=MIN_MONTHS,
+                                               end=MAX_MONTHS, step=1, width=140)
+        # The monitor wants 0 < D < 100.
+        self.deal_discount = pn.widgets.FloatInput(name="Discount at least (%)", value=10.0,
+                                                   start=0.01, end=99.99, step=1, width=140)
+        self.deals_table = _html()
+        self.deals_status = _html()
+        self.deals_seen: tuple[Any, ...] | None = None
+
     def layout(self) -> list[Any]:
         return [
             pn.Row(
@@ -162,6 +180,12 @@ class Page:
                       self.errors_total, self.errors_table, self.windows["errors"]),
                 sizing_mode="stretch_width",
             ),
+            pn.Row(
+                _card("Price deals",
+                      pn.Row(self.deal_months, self.deal_discount), self.deals_table,
+                      self.deals_status),
+                sizing_mode="stretch_width",
+            ),
         ]
 
     def sidebar(self) -> list[Any]:
@@ -189,6 +213,7 @@ class Page:
             status += "  \n**Redis unreachable**, retrying; figures may be stale"
         if status != self.updated.object:
             self.updated.object = status
+        self._show_deals(scope)
         marker = (scope, cache.version, id(snapshot))
         if marker == self.seen:
             return
@@ -258,6 +283,56 @@ class Page:
             table = f'<p class="sf-empty">PostgreSQL: {html.escape(snapshot.error)}</p>' + table
         self.fleet_status.object = table
 
+    def deals_query(self, scope: str) -> DealsQuery | None:
+        """The query the widgets describe, or None while they hold no valid one."""
+        months, discount = self.deal_months.value, self.deal_discount.value
+        if months is None or discount is None or not MIN_MONTHS <= months <= MAX_MONTHS:
+            return None
+        try:
+            percent = check_discount(discount)
+        except ValueError:
+            return None
+        return DealsQuery(months=int(months), discount=percent,
+                          store=None if scope == ALL else scope)
+
+    def _show_deals(self, scope: str) -> None:
+        poller = self.sources.deals
+        if poller is None:
+            marker: tuple[Any, ...] = ("unconfigured",)
+        else:
+            query = self.deals_query(scope)
+            reply = poller.reply(query) if query is not None else None
+            marker = (query, id(reply))
+        if marker == self.deals_seen:
+            return
+        self.deals_seen = marker
+        if poller is None:
+            self.deals_table.object = ('<p class="sf-empty">PostgreSQL not configured '
+                                       "(STOREFLEET_PG_DSN): no price deals</p>")
+            self.deals_status.object = ""
+            return
+        self.deals_table.object, self.deals_status.object = _deals_html(query, reply)
+
+
+def _deals_html(query: DealsQuery | None, reply: DealsReply | None) -> tuple[str, str]:
+    """(table, status line) of the deals card."""
+    if query is None:
+        return (f'<p class="sf-empty">months must be {MIN_MONTHS}–{MAX_MONTHS} and the '
+                "discount more than 0 and less than 100 %</p>", "")
+    if reply is None:
+        return '<p class="sf-empty">asking the price monitor…</p>', ""
+    table = fmt.html_table(
+        ["Store", "Product", "Price", "Average", "Discount"], fmt.deal_rows(reply.deals),
+        f"no product {query.discount}% or more below its {query.months}-month average",
+        numeric=[2, 3, 4])
+    if reply.error:
+        table = f'<p class="sf-empty">PostgreSQL: {html.escape(reply.error)}</p>' + table
+    when = f"{reply.read_at:%H:%M:%S} UTC" if reply.read_at else "never"
+    months = f"{query.months} month{'s' if query.months != 1 else ''}"
+    status = (f'<p class="sf-window">{len(reply.deals)} shown (top 10) against the '
+              f"time-weighted average price of the last {months}, read {when}</p>")
+    return table, status
+
 
 def _window_line(payload: dict[str, Any] | None) -> str:
     window = fmt.window_label(payload)
@@ -284,5 +359,7 @@ def build_page(sources: Sources) -> pn.template.FastListTemplate:
         main_layout=None,
     )
     page.select.param.watch(lambda _event: page.refresh(), "value")
+    page.deal_months.param.watch(lambda _event: page.refresh(), "value")
+    page.deal_discount.param.watch(lambda _event: page.refresh(), "value")
     pn.state.add_periodic_callback(page.refresh, period=int(sources.refresh_seconds * 1000))
     return template

@@ -9,6 +9,7 @@ import html
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 DASH = "–"
@@ -160,3 +161,18 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str
         "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
     )
     return f'<table class="sf-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def deal_rows(deals: Sequence[Any], limit: int = 10) -> list[list[str]]:
+    """Rows [store, product, current price, average price, discount] of the price monitor's
+    deals (`storefleet.prices.monitor.Deal`, Decimal fields), in the monitor's order."""
+    def plain(value: Any) -> Any:
+        return float(value) if isinstance(value, Decimal) else value
+
+    rows = []
+    for deal in deals[:limit]:
+        percent = format_decimal(plain(deal.discount_percent), 1)
+        rows.append([str(deal.store_id), str(deal.name), format_money(plain(deal.current_price)),
+                     format_money(plain(deal.average_price)),
+                     percent if percent == DASH else f"{percent} %"])
+    return rows

@@ -21,6 +21,7 @@ import panel  # noqa: F401  (the `dashboard` extra; missing it is an error, not 
 import psycopg
 import pytest
 import redis
+from psycopg import sql
 
 from storefleet.insights.contract import ALL, InsightValue, channel, key
 from tests.e2e.chromium import Chromium, chromium_path
@@ -97,6 +98,23 @@ def write_fleet(pg_dsn: str) -> None:
                 (code, store, now, order, now if order else None))
 
 
+def write_price_history(pg_dsn: str) -> None:
+    """demo-0002's 'Garden chair': 100 for 50 days, 70 for the last 10, so against its 3-month
+    average (95) it is 26.3% off, a deal; dated through the trigger's storefleet.price_time."""
+    now = datetime.now(UTC)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for days, price, statement in [
+            (60, 100, "INSERT INTO conta_verde.products (store_id, product_id, name, price) "
+                      "VALUES ('demo-0002', 77, 'Garden chair', %s)"),
+            (10, 70, "UPDATE conta_verde.products SET price = %s "
+                     "WHERE store_id = 'demo-0002' AND product_id = 77"),
+        ]:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL storefleet.price_time = {}").format(
+                    sql.Literal((now - timedelta(days=days)).isoformat())))
+                conn.execute(statement, (price,))
+
+
 @pytest.fixture
 def dashboard_url(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[str]:
     port = free_port()
@@ -152,12 +170,14 @@ def test_dashboard_shows_insights_and_live_updates(
     minute = datetime.now(UTC).replace(second=0, microsecond=0) - MINUTE
     write_insights(redis_url, minute)
     write_fleet(pg_dsn)
+    write_price_history(pg_dsn)
 
     browser.navigate(dashboard_url)
     browser.wait_for_text(
         "Revenue / min 98,765.43", "demo-0001 4242 30",
         "Median views 2.0", "Mean views 2.41", "Units beyond stock 3", "payments 4",
         "Issued 4", "Redeemed 1", "demo-0002 demo 7",
+        "Price deals", "demo-0002 Garden chair 70.00 95.00 26.3 %",
     )
 
     # A newer minute, pushed through pub/sub: the open page follows without reloading.

@@ -1,7 +1,9 @@
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
+from storefleet.prices.monitor import Deal
 from storefleet_dashboard import formatting as fmt
 
 
@@ -113,3 +115,17 @@ def test_html_table_escapes_and_aligns_numbers() -> None:
     assert '<td style="text-align:right">4</td>' in table
     assert fmt.html_table(["A"], [], "no rows & nothing") == \
         '<p class="sf-empty">no rows &amp; nothing</p>'
+
+
+def test_deal_rows_read_prices_and_discount_in_monitor_order() -> None:
+    deals = [
+        Deal("demo-0002", 9, "Desk <oak>", Decimal("1250.5"), Decimal("1500.1234"),
+             Decimal("16.64")),
+        Deal("demo-0001", 4, "Lamp", Decimal("9"), Decimal("10.0000"), Decimal("10.00")),
+    ]
+    assert fmt.deal_rows(deals) == [
+        ["demo-0002", "Desk <oak>", "1,250.50", "1,500.12", "16.6 %"],
+        ["demo-0001", "Lamp", "9.00", "10.00", "10.0 %"],
+    ]
+    assert fmt.deal_rows(deals, limit=1) == fmt.deal_rows(deals[:1])
+    assert fmt.deal_rows([]) == []
