@@ -136,3 +136,15 @@ def produce_events(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> 
             topic, key=f"{item['store_id']}:{item['user_id']}", value=json.dumps(item).encode()
         )
     assert producer.flush(30) == 0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something truthy (returned) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met within {timeout} s (last: {last!r})")

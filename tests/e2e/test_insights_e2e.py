@@ -25,10 +25,10 @@ import psycopg
 import pyspark  # noqa: F401  (the `spark` extra; missing it is an error, not a skip)
 import pytest
 
+from tests.conftest import wait_for
 from tests.integration.test_insights_job import (
     redis_latest,
     seed_orders,
-    wait_for,
     write_datacat,
 )
 from tests.integration.test_webhook import post, start_webhook

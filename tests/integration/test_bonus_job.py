@@ -31,6 +31,7 @@ from storefleet.bonus.settings import BonusSettings, Rules
 from storefleet.simulator.coupons import CouponInbox
 from storefleet.spark import spark_session
 from tests.conftest import produce_events as produce
+from tests.conftest import wait_for as wait_until_truthy
 
 pytestmark = [
     pytest.mark.services,
@@ -105,14 +106,8 @@ def codes_by_purchase(dsn: str) -> dict[str, str]:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 180, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not met within {timeout} s (last: {last!r})")
+    """The shared wait, with the longer deadline a Spark job's first micro-batch needs here."""
+    return wait_until_truthy(condition, timeout, what)
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,15 +96,6 @@ def redis_latest(url: str, scope: str) -> dict[str, Any]:
         client.close()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 120, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not met within {timeout} s (last: {last!r})")
 
 
 @dataclass
