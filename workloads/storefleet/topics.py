@@ -17,12 +17,15 @@ class Topic:
 
 EVENTS = "events"
 COUPONS = "coupons"
+# Messages a consumer of `events` could not process, with the reason (events/deadletter.py).
+DEAD_LETTER = "events-dead-letter"
 
 
 def platform_topics(partitions: int = 6) -> list[Topic]:
     return [
         Topic(EVENTS, partitions, (("retention.ms", str(7 * 24 * 3600 * 1000)),)),
         Topic(COUPONS, max(1, partitions // 2)),
+        Topic(DEAD_LETTER, 1, (("retention.ms", str(30 * 24 * 3600 * 1000)),)),
     ]
 
 
