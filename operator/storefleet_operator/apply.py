@@ -17,6 +17,11 @@ from typing import Any
 
 from storefleet_operator.children import CHILD_KINDS, FLEET_API_VERSION, fleet_selector
 
+# Kinds the operator may write but never list or read: its RBAC grants only create and patch on
+# Secrets, so it cannot read the other Secrets of a namespace. Such a child has a fixed name
+# and is removed with its fleet by the garbage collector (owner reference).
+WRITE_ONLY_KINDS = frozenset({"Secret"})
+
 FIELD_MANAGER = "storefleet-operator"
 log = logging.getLogger(__name__)
 
@@ -179,6 +184,12 @@ def apply_children(
     result = ApplyResult()
     wanted = {(c["kind"], c["metadata"]["name"]) for c in children}
     for api_version, kind, plural in CHILD_KINDS:
+        if kind in WRITE_ONLY_KINDS:
+            for child in (c for c in children if c["kind"] == kind):
+                status, _ = kube.apply(child)
+                if status == 201:
+                    result.created.append(_ref(child))
+            continue
         existing = kube.list(object_path(api_version, plural, namespace),
                              fleet_selector(fleet_name))
         of_kind = [c for c in children if c["kind"] == kind]

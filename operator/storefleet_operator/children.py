@@ -17,20 +17,33 @@ Children of fleet `demo`:
   [N * storesPerPod, min(stores, (N + 1) * storesPerPod)). Its pods get only the spec's
   stores/storesPerPod/simulation, so a bonus or price change leaves them running.
 - Deployment `demo-price-updater`: one `storefleet price-updater`.
-- SparkApplications `demo-insights` and `demo-bonus` (sparkoperator.k8s.io/v1beta2, restartPolicy
-  Always, `storefleet <job> run`) when analytics is enabled. The bonus thresholds and coupon
-  policy are in the bonus application's driver env, so a change edits its spec and the Spark
-  operator resubmits the job with the new values (its checkpoint keeps the windows' state).
+- Secret `demo-ingest-token`: the fleet's own ingest token (key `token`, derived from the
+  operator's STOREFLEET_INGEST_TOKEN_KEY by storefleet.events.tokens.fleet_token); simulator pods
+  read STOREFLEET_INGEST_TOKEN from it, so a leaked token posts only for this fleet's stores.
+- SparkApplications `demo-insights` (STOREFLEET_INSIGHTS_SCOPE=fleet: the fleet's stores and
+  `ALL:demo`) and `demo-bonus` (sparkoperator.k8s.io/v1beta2, restartPolicy Always,
+  `storefleet <job> run`) when analytics is enabled. The bonus thresholds and coupon policy are
+  in the bonus application's pod env, so a change edits its spec and the Spark operator
+  resubmits the job with the new values (its checkpoint keeps the windows' state).
+
+Spark pods get their env, volumes and security context through the SparkApplication's
+`driver.template` / `executor.template` (Spark pod templates, which the Spark operator v2 hands
+to spark-submit), not through `driver.env`/`volumeMounts`: those need the Spark operator's
+mutating webhook, which the chart does not install. So the logs and checkpoints
+PersistentVolumeClaims reach the driver AND the executors (insight 9 reads logs on executors),
+and a restarted driver resumes from its checkpoint.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from typing import Any
 
 import yaml
 
+from storefleet.events.tokens import fleet_token
 from storefleet.fleet import API_GROUP, API_VERSION, KIND, Fleet
 from storefleet_operator.settings import OperatorSettings
 
@@ -48,8 +61,13 @@ SPARK_MASTER = "k8s://https://kubernetes.default.svc"
 SIMULATOR_SECTIONS = ("stores", "storesPerPod", "simulation")
 PRICE_UPDATER_SECTIONS = ("stores", "storesPerPod", "priceUpdater")
 
+# Spark's container names in its pod templates (spark-operator v2 pkg/common/spark.go).
+DRIVER_CONTAINER = "spark-kubernetes-driver"
+EXECUTOR_CONTAINER = "spark-kubernetes-executor"
+
 # Kinds the operator owns, as (apiVersion, kind, plural), in apply order.
 CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("v1", "Secret", "secrets"),
     ("v1", "ConfigMap", "configmaps"),
     ("apps/v1", "StatefulSet", "statefulsets"),
     ("apps/v1", "Deployment", "deployments"),
@@ -71,6 +89,7 @@ def pod_store_range(pod_index: int, stores: int, stores_per_pod: int) -> range:
 def child_names(fleet_name: str) -> dict[str, str]:
     return {
         "config": f"{fleet_name}-config",
+        "ingest-token": f"{fleet_name}-ingest-token",
         "simulator": f"{fleet_name}-simulator",
         "price-updater": f"{fleet_name}-price-updater",
         "insights": f"{fleet_name}-insights",
@@ -181,6 +200,9 @@ _MOUNTS = [
 ]
 
 _POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001}
+# The Spark image runs as its own non-root user (apache/spark: uid 185); only the group is set,
+# so files the simulators (uid 10001) write on the shared volumes stay readable.
+_SPARK_POD_SECURITY = {"runAsNonRoot": True, "fsGroup": 10001}
 _CONTAINER_SECURITY = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -214,6 +236,11 @@ def simulator_statefulset(
             "valueFrom": {
                 "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
             },
+        },
+        # The fleet's own token (explicit env wins over the endpoints Secret's envFrom).
+        {
+            "name": "STOREFLEET_INGEST_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": names["ingest-token"], "key": "token"}},
         },
     ]
     return {
@@ -296,22 +323,32 @@ def price_updater_deployment(
     }
 
 
-def _job_env(fleet: Fleet, job: str) -> list[dict[str, Any]]:
+def _job_env(fleet: Fleet, job: str, settings: OperatorSettings) -> list[dict[str, Any]]:
     spec = fleet.spec
     prefix = f"STOREFLEET_{job.upper()}_"
+    max_offsets = (settings.insights_max_offsets_per_trigger if job == "insights"
+                   else settings.bonus_max_offsets_per_trigger)
     env = [
         *_common_env(fleet),
         # spark-submit already chose the cluster; the job's session must not force local[*].
         {"name": "STOREFLEET_SPARK_MASTER", "value": SPARK_MASTER},
-        {"name": f"{prefix}CHECKPOINT_DIR", "value": f"{CHECKPOINTS_DIR}/{fleet.name}/{job}"},
+        {"name": "STOREFLEET_EVENTS_TOPIC", "value": settings.events_topic},
+        # One folder per application: two jobs (or fleets) never share a checkpoint.
+        {"name": f"{prefix}CHECKPOINT_DIR",
+         "value": f"{CHECKPOINTS_DIR}/{child_names(fleet.name)[job]}"},
         {"name": f"{prefix}TRIGGER_SECONDS", "value": str(spec.analytics.trigger_seconds)},
         {"name": f"{prefix}SHUFFLE_PARTITIONS", "value": str(spec.analytics.shuffle_partitions)},
+        {"name": f"{prefix}MAX_OFFSETS_PER_TRIGGER", "value": str(max_offsets)},
     ]
     if job == "insights":
-        # The bonus job has no Spark watermark: its windows live in PostgreSQL.
-        env.append(
-            {"name": f"{prefix}WATERMARK_SECONDS", "value": str(spec.analytics.watermark_seconds)}
-        )
+        env += [
+            # This fleet's stores and its `ALL:<fleet>`; the platform-wide `ALL` is computed
+            # once, by the chart's insights-platform application.
+            {"name": "STOREFLEET_INSIGHTS_SCOPE", "value": "fleet"},
+            # The bonus job has no Spark watermark: its windows live in PostgreSQL.
+            {"name": f"{prefix}WATERMARK_SECONDS",
+             "value": str(spec.analytics.watermark_seconds)},
+        ]
     if job == "bonus":
         bonus, coupons = spec.bonus, spec.coupons
         env += [
@@ -328,6 +365,32 @@ def _job_env(fleet: Fleet, job: str) -> list[dict[str, Any]]:
     return env
 
 
+def spark_pod_template(container: str, labels: dict[str, str], env: list[dict[str, Any]],
+                       volumes: list[dict[str, Any]], settings: OperatorSettings
+                       ) -> dict[str, Any]:
+    """A Spark pod template (driver or executor): what spark-submit starts the pod from.
+
+    `container` is Spark's container name (DRIVER_CONTAINER / EXECUTOR_CONTAINER); Spark adds
+    its own env, ports and resources to that container and keeps ours."""
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            # A Service named like a setting would inject <NAME>_PORT variables.
+            "enableServiceLinks": False,
+            "securityContext": _SPARK_POD_SECURITY,
+            "containers": [{
+                "name": container,
+                "env": env,
+                "envFrom": _env_from(settings),
+                "volumeMounts": [*_MOUNTS,
+                                 {"name": "checkpoints", "mountPath": CHECKPOINTS_DIR}],
+                "securityContext": _CONTAINER_SECURITY | {"readOnlyRootFilesystem": False},
+            }],
+            "volumes": volumes,
+        },
+    }
+
+
 def spark_application(
     fleet: Fleet, job: str, namespace: str, owner_uid: str, settings: OperatorSettings
 ) -> dict[str, Any]:
@@ -335,14 +398,8 @@ def spark_application(
     spec = fleet.spec
     name = child_names(fleet.name)[job]
     pod_labels = {**_labels(fleet, job), "storefleet.io/spark-app": name}
-    env = _job_env(fleet, job)
-    pod_common = {
-        "labels": pod_labels,
-        "env": env,
-        "envFrom": _env_from(settings),
-        "volumeMounts": [*_MOUNTS, {"name": "checkpoints", "mountPath": CHECKPOINTS_DIR}],
-        "securityContext": _CONTAINER_SECURITY | {"readOnlyRootFilesystem": False},
-    }
+    env = _job_env(fleet, job, settings)
+    volumes = _spark_volumes(fleet, settings)
     application: dict[str, Any] = {
         "apiVersion": SPARK_API_VERSION,
         "kind": "SparkApplication",
@@ -357,7 +414,7 @@ def spark_application(
             "arguments": [job, "run"],
             "sparkVersion": settings.spark_version,
             "sparkConf": {
-                # Frozen into the checkpoint at the first run (DESIGN.md §8).
+                # Frozen into the checkpoint at the first run (DESIGN.md §9).
                 "spark.sql.shuffle.partitions": str(spec.analytics.shuffle_partitions),
                 "spark.kubernetes.executor.deleteOnTermination": "true",
             },
@@ -366,18 +423,25 @@ def spark_application(
                 "onFailureRetryInterval": 10,
                 "onSubmissionFailureRetryInterval": 20,
             },
-            "volumes": _spark_volumes(fleet, settings),
             "driver": {
-                **pod_common,
                 "cores": spec.spark.driver.cores,
+                "coreRequest": settings.spark_driver_request_cores,
+                "coreLimit": settings.spark_driver_limit_cores,
                 "memory": spec.spark.driver.memory,
                 "serviceAccount": settings.spark_service_account,
+                "labels": pod_labels,
+                "template": spark_pod_template(DRIVER_CONTAINER, pod_labels, env, volumes,
+                                               settings),
             },
             "executor": {
-                **pod_common,
                 "cores": spec.spark.executor.cores,
+                "coreRequest": settings.spark_executor_request_cores,
+                "coreLimit": settings.spark_executor_limit_cores,
                 "memory": spec.spark.executor.memory,
                 "instances": spec.spark.executor.instances,
+                "labels": pod_labels,
+                "template": spark_pod_template(EXECUTOR_CONTAINER, pod_labels, env, volumes,
+                                               settings),
             },
         },
     }
@@ -386,12 +450,29 @@ def spark_application(
     return application
 
 
+def ingest_token_secret(fleet: Fleet, namespace: str, owner_uid: str,
+                        settings: OperatorSettings) -> dict[str, Any]:
+    """Secret `<fleet>-ingest-token` with key `token`: the fleet's ingest token, derived from
+    the operator's token key (the webhook checks it with the same key)."""
+    names = child_names(fleet.name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(fleet, names["ingest-token"], namespace, "ingest-token",
+                              owner_uid),
+        "type": "Opaque",
+        # `data`, not stringData: server-side apply then owns exactly this field.
+        "data": {"token": base64.b64encode(
+            fleet_token(settings.token_key, fleet.name).encode()).decode()},
+    }
+
+
 def desired_children(
-    fleet: Fleet, *, namespace: str, owner_uid: str, settings: OperatorSettings | None = None
+    fleet: Fleet, *, namespace: str, owner_uid: str, settings: OperatorSettings
 ) -> list[dict[str, Any]]:
     """Every object the fleet should own, in apply order (configuration first)."""
-    settings = settings or OperatorSettings()
     children = [
+        ingest_token_secret(fleet, namespace, owner_uid, settings),
         config_map(fleet, namespace, owner_uid),
         simulator_statefulset(fleet, namespace, owner_uid, settings),
         price_updater_deployment(fleet, namespace, owner_uid, settings),

@@ -1,8 +1,10 @@
 """`storefleet operator`: run the StoreFleet operator (kopf), the operator image's entrypoint.
 
+Settings: STOREFLEET_* variables (storefleet_operator.settings), checked before anything else:
+a bad value exits 1 naming the variable.
 Reads: StoreFleet resources (storefleet.io/v1alpha1) and their children from the API server of
 the in-cluster service account, else of KUBECONFIG; settings from STOREFLEET_* environment
-variables (storefleet_operator.settings). Writes: each fleet's children (ConfigMap, simulator
+variables. Writes: each fleet's children (ingest-token Secret, ConfigMap, simulator
 StatefulSet, price updater Deployment, SparkApplications insights and bonus), its status and
 Events. Runs as ONE replica (`--standalone`: no peering, which is not leader election).
 
@@ -24,6 +26,14 @@ import click
 def operator(namespaces: tuple[str, ...], liveness: str | None, verbose: bool) -> None:
     """Run the StoreFleet operator until SIGTERM/SIGINT."""
     import kopf
+
+    from storefleet.endpoints import SettingError
+    from storefleet_operator.settings import OperatorSettings
+
+    try:
+        OperatorSettings.from_env()  # the startup handler reads them again, valid by then
+    except SettingError as exc:
+        raise click.ClickException(str(exc)) from None
 
     import storefleet_operator.handlers  # noqa: F401  (registers the handlers)
 

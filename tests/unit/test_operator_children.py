@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -19,6 +22,14 @@ from storefleet_operator.children import (
 from storefleet_operator.settings import OperatorSettings
 
 UID = "0b5c9f5e-1111-2222-3333-444455556666"
+KEY = "test-token-key-0123456789"
+SETTINGS = OperatorSettings(ingest_token_key=KEY)
+
+
+def container_of(app: dict, role: str) -> dict:
+    """The Spark container of the driver's or executor's pod template."""
+    (container,) = app["spec"][role]["template"]["spec"]["containers"]
+    return container
 
 
 def fleet(name: str = "demo", **spec: Any):
@@ -50,8 +61,9 @@ def test_pod_store_ranges_cover_every_store_once() -> None:
 
 def test_children_of_a_default_fleet() -> None:
     children = desired_children(fleet(stores=25, storesPerPod=10), namespace="shop",
-                                owner_uid=UID)
+                                owner_uid=UID, settings=SETTINGS)
     assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
+        ("Secret", "demo-ingest-token"),
         ("ConfigMap", "demo-config"),
         ("StatefulSet", "demo-simulator"),
         ("Deployment", "demo-price-updater"),
@@ -83,8 +95,8 @@ def test_children_of_a_default_fleet() -> None:
 
 def test_config_map_holds_a_manifest_the_components_can_load(tmp_path) -> None:
     original = fleet(stores=7, bonus={"shortWindowThreshold": 42})
-    (config,) = [c for c in desired_children(original, namespace="ns", owner_uid=UID)
-                 if c["kind"] == "ConfigMap"]
+    (config,) = [c for c in desired_children(original, namespace="ns", owner_uid=UID,
+                                             settings=SETTINGS) if c["kind"] == "ConfigMap"]
     path = tmp_path / "fleet.yaml"
     path.write_text(config["data"]["fleet.yaml"])
     (loaded,) = load_manifest(path)
@@ -94,7 +106,8 @@ def test_config_map_holds_a_manifest_the_components_can_load(tmp_path) -> None:
 
 def test_spark_applications() -> None:
     settings = OperatorSettings(spark_image="reg/spark:1", spark_service_account="spark-sa",
-                                spark_jars=("local:///opt/spark/jars/extra.jar",))
+                                spark_jars=("local:///opt/spark/jars/extra.jar",),
+                                ingest_token_key=KEY)
     children = by_kind(desired_children(
         fleet(analytics={"shufflePartitions": 8}, spark={"executor": {"instances": 3}}),
         namespace="ns", owner_uid=UID, settings=settings))
@@ -115,8 +128,9 @@ def test_spark_applications() -> None:
 
 def test_bonus_thresholds_are_in_the_bonus_application_spec() -> None:
     def bonus_env(**bonus: Any) -> dict[str, str]:
-        children = by_kind(desired_children(fleet(bonus=bonus), namespace="ns", owner_uid=UID))
-        return env_of(children[("SparkApplication", "demo-bonus")]["spec"]["driver"])
+        children = by_kind(desired_children(fleet(bonus=bonus), namespace="ns", owner_uid=UID,
+                                            settings=SETTINGS))
+        return env_of(container_of(children[("SparkApplication", "demo-bonus")], "driver"))
 
     before, after = bonus_env(), bonus_env(shortWindowThreshold=750)
     assert before["STOREFLEET_BONUS_SHORT_WINDOW_THRESHOLD"] == "500.0"
@@ -125,7 +139,7 @@ def test_bonus_thresholds_are_in_the_bonus_application_spec() -> None:
 
 def test_pods_get_a_fleet_spec_the_simulator_reads() -> None:
     original = fleet(stores=23, storesPerPod=5, simulation={"usersPerCycle": 7})
-    sts = by_kind(desired_children(original, namespace="ns", owner_uid=UID))[
+    sts = by_kind(desired_children(original, namespace="ns", owner_uid=UID, settings=SETTINGS))[
         ("StatefulSet", "demo-simulator")]
     env = env_of(sts["spec"]["template"]["spec"]["containers"][0])
     environ = {k: v for k, v in env.items() if v is not None} | {"STOREFLEET_POD_ORDINAL": "4"}
@@ -137,7 +151,8 @@ def test_pods_get_a_fleet_spec_the_simulator_reads() -> None:
 
 def test_only_relevant_changes_restart_pods() -> None:
     def templates(**spec: Any) -> tuple[dict, dict]:
-        children = by_kind(desired_children(fleet(**spec), namespace="ns", owner_uid=UID))
+        children = by_kind(desired_children(fleet(**spec), namespace="ns", owner_uid=UID,
+                                            settings=SETTINGS))
         return (children[("StatefulSet", "demo-simulator")]["spec"]["template"],
                 children[("Deployment", "demo-price-updater")]["spec"]["template"])
 
@@ -150,16 +165,81 @@ def test_only_relevant_changes_restart_pods() -> None:
 
 def test_analytics_disabled_means_no_spark_applications() -> None:
     children = desired_children(fleet(analytics={"enabled": False}), namespace="ns",
-                                owner_uid=UID)
+                                owner_uid=UID, settings=SETTINGS)
     assert "SparkApplication" not in {c["kind"] for c in children}
 
 
 def test_zero_stores_keeps_an_empty_statefulset() -> None:
-    children = by_kind(desired_children(fleet(stores=0), namespace="ns", owner_uid=UID))
+    children = by_kind(desired_children(fleet(stores=0), namespace="ns", owner_uid=UID,
+                                        settings=SETTINGS))
     assert children[("StatefulSet", "demo-simulator")]["spec"]["replicas"] == 0
 
 
 def test_desired_children_is_deterministic() -> None:
-    one = desired_children(fleet(stores=12), namespace="ns", owner_uid=UID)
-    two = desired_children(fleet(stores=12), namespace="ns", owner_uid=UID)
+    one = desired_children(fleet(stores=12), namespace="ns", owner_uid=UID, settings=SETTINGS)
+    two = desired_children(fleet(stores=12), namespace="ns", owner_uid=UID, settings=SETTINGS)
     assert one == two
+
+
+def test_each_fleet_gets_its_own_ingest_token_secret() -> None:
+    children = by_kind(desired_children(fleet("shop"), namespace="ns", owner_uid=UID,
+                                        settings=SETTINGS))
+    secret = children[("Secret", "shop-ingest-token")]
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    # Recomputed here from the token format of storefleet.events.tokens: sf1.<fleet>.<mac>.
+    mac = base64.urlsafe_b64encode(
+        hmac.new(KEY.encode(), b"fleet:shop", hashlib.sha256).digest()).rstrip(b"=").decode()
+    assert token == f"sf1.shop.{mac}"
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert owner["kind"] == "StoreFleet" and owner["uid"] == UID
+    sts = children[("StatefulSet", "shop-simulator")]
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    ref = next(e for e in container["env"] if e["name"] == "STOREFLEET_INGEST_TOKEN")
+    assert ref["valueFrom"]["secretKeyRef"] == {"name": "shop-ingest-token", "key": "token"}
+
+
+def test_spark_pods_get_env_and_volumes_through_pod_templates() -> None:
+    settings = OperatorSettings(ingest_token_key=KEY, logs_claim="sf-logs",
+                                checkpoints_claim="sf-checkpoints", events_topic="shop-events",
+                                insights_max_offsets_per_trigger=5000,
+                                bonus_max_offsets_per_trigger=2000)
+    children = by_kind(desired_children(fleet("shop"), namespace="ns", owner_uid=UID,
+                                        settings=settings))
+    checkpoint_dirs = set()
+    for job, max_offsets in (("insights", "5000"), ("bonus", "2000")):
+        app = children[("SparkApplication", f"shop-{job}")]
+        for role, name in (("driver", "spark-kubernetes-driver"),
+                           ("executor", "spark-kubernetes-executor")):
+            template = app["spec"][role]["template"]
+            container = container_of(app, role)
+            assert container["name"] == name
+            claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName")
+                      for v in template["spec"]["volumes"]}
+            assert claims["logs"] == "sf-logs"
+            assert claims["checkpoints"] == "sf-checkpoints"
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert mounts["logs"] == "/var/lib/storefleet/logs"
+            assert mounts["checkpoints"] == "/var/lib/storefleet/checkpoints"
+            env = env_of(container)
+            assert env["STOREFLEET_EVENTS_TOPIC"] == "shop-events"
+            assert env[f"STOREFLEET_{job.upper()}_MAX_OFFSETS_PER_TRIGGER"] == max_offsets
+            assert container["envFrom"] == [
+                {"secretRef": {"name": "storefleet-endpoints", "optional": True}}]
+        env = env_of(container_of(app, "driver"))
+        checkpoint_dirs.add(env[f"STOREFLEET_{job.upper()}_CHECKPOINT_DIR"])
+        # Without the Spark operator's webhook these fields would be ignored: none are used.
+        for role in ("driver", "executor"):
+            assert not {"env", "envFrom", "volumeMounts"} & set(app["spec"][role])
+        assert "volumes" not in app["spec"]
+        # Fractional CPU requests so two jobs fit a small node; a whole core as the limit.
+        assert app["spec"]["driver"]["coreRequest"] == "100m"
+        assert app["spec"]["executor"]["coreLimit"] == "1"
+    assert checkpoint_dirs == {"/var/lib/storefleet/checkpoints/shop-insights",
+                               "/var/lib/storefleet/checkpoints/shop-bonus"}
+    insights = env_of(container_of(children[("SparkApplication", "shop-insights")], "driver"))
+    assert insights["STOREFLEET_INSIGHTS_SCOPE"] == "fleet"
+    assert insights["STOREFLEET_FLEET_NAME"] == "shop"
+    sts = children[("StatefulSet", "shop-simulator")]
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName")
+              for v in sts["spec"]["template"]["spec"]["volumes"]}
+    assert claims["logs"] == "sf-logs"
