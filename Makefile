@@ -32,9 +32,11 @@ jars:
 	tools/kafka/install.sh
 	tools/spark/fetch-jars.sh
 
-## tools: Go-built helm, kubeconform, kubectl, kube-apiserver, kube-controller-manager, etcd
+## tools: Go-built helm, kubeconform, kubectl, kube-apiserver, kube-controller-manager, etcd,
+## controller-gen (the Spark operator's CRDs: tools/spark-operator/gen-crds.sh --check)
 tools:
 	tools/kube/install.sh
+	tools/spark-operator/gen-crds.sh --install
 
 ## up: the whole platform locally from $(MANIFEST), until Ctrl-C
 # The platform needs no Kubernetes tools, so `up` skips building them.

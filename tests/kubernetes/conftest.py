@@ -1,14 +1,16 @@
 """Fixtures for tests against a real Kubernetes API server (see cluster.py).
 
 Session: one control plane (etcd, kube-apiserver with RBAC, the garbage collector) with the
-StoreFleet CRD and a SparkApplication CRD installed; the Helm chart installed into
-`storefleet-system`; the operator (`storefleet operator`, a real subprocess) running with the
-chart's ServiceAccount token, so the chart's RBAC is what the operator gets.
+chart's CRDs installed (StoreFleet, and the Spark operator's, generated from its Go module); the
+Helm chart installed into `storefleet-system`; the operator (`storefleet operator`, a real
+subprocess) running with the chart's ServiceAccount token and the settings of the chart's
+operator Deployment, so the chart's RBAC and Secrets are what the operator gets.
 If the tools are missing the tests FAIL (run `make setup`), they are not skipped.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import os
@@ -28,8 +30,7 @@ from tests.kubernetes.cluster import Cluster, Process, start_cluster, start_proc
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "storefleet"
-CRDS = [CHART / "crds" / "storefleet.io_storefleets.yaml",
-        Path(__file__).parent / "manifests" / "sparkoperator.k8s.io_sparkapplications.yaml"]
+CRDS = sorted((CHART / "crds").glob("*.yaml"))
 RELEASE, RELEASE_NAMESPACE = "storefleet", "storefleet-system"
 OPERATOR_SA = "storefleet-operator"
 GROUP, VERSION, PLURAL = "storefleet.io", "v1alpha1", "storefleets"
@@ -158,16 +159,17 @@ def helm_release(cluster: Cluster, api: Api) -> str:
 class Operator:
     """`storefleet operator` as a subprocess with a given kubeconfig; restartable."""
 
-    def __init__(self, cluster: Cluster, kubeconfig: Path):
+    def __init__(self, cluster: Cluster, kubeconfig: Path, settings: dict[str, str]):
         self.cluster = cluster
         self.kubeconfig = kubeconfig
+        self.settings = settings
         self.process: Process | None = None
         self.starts = 0
 
     def start(self) -> None:
         self.starts += 1
         executable = Path(sys.executable).with_name("storefleet")
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+        env = {**os.environ, **self.settings, "KUBECONFIG": str(self.kubeconfig),
                "STOREFLEET_IMAGE": "storefleet/workloads:test",
                "STOREFLEET_SPARK_IMAGE": "storefleet/spark:test"}
         self.process = start_process(f"operator-{self.starts}", [str(executable), "operator",
@@ -204,9 +206,24 @@ def operator_kubeconfig(cluster: Cluster, api: Api, helm_release: str) -> Path:
     return cluster.kubeconfig_for_token("operator", token)
 
 
+def chart_operator_env(api: Api) -> dict[str, str]:
+    """The STOREFLEET_* environment the chart's operator Deployment gives its container, Secret
+    references resolved from the release's Secrets (the token key among them)."""
+    deployment = api.apps.read_namespaced_deployment(OPERATOR_SA, RELEASE_NAMESPACE)
+    env: dict[str, str] = {}
+    for item in deployment.spec.template.spec.containers[0].env:
+        ref = item.value_from.secret_key_ref if item.value_from else None
+        if ref is not None:
+            secret = api.core.read_namespaced_secret(ref.name, RELEASE_NAMESPACE)
+            env[item.name] = base64.b64decode(secret.data[ref.key]).decode()
+        elif item.value is not None:
+            env[item.name] = item.value
+    return env
+
+
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, operator_kubeconfig: Path) -> Iterator[Operator]:
-    running = Operator(cluster, operator_kubeconfig)
+def operator(cluster: Cluster, api: Api, operator_kubeconfig: Path) -> Iterator[Operator]:
+    running = Operator(cluster, operator_kubeconfig, chart_operator_env(api))
     running.start()
     yield running
     running.stop()

@@ -108,7 +108,10 @@ def test_operator_rbac_is_least_privilege(api: Api, helm_release: str) -> None:
     assert allowed("create", "statefulsets", "apps")
     assert allowed("delete", "sparkapplications", "sparkoperator.k8s.io")
     assert allowed("create", "events")
+    # Its fleets' <fleet>-ingest-token Secrets by server-side apply; it reads no Secret.
+    assert allowed("create", "secrets") and allowed("patch", "secrets")
     assert not allowed("list", "secrets")
+    assert not allowed("get", "secrets")
     assert not allowed("create", "pods")
     assert not allowed("delete", "storefleets", "storefleet.io")
     assert not allowed("create", "clusterroles", "rbac.authorization.k8s.io")

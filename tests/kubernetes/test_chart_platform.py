@@ -32,8 +32,9 @@ pytestmark = pytest.mark.kubernetes
 
 KUBE_VERSION = "1.36.3"
 SCENARIOS = sorted(CHART.glob("ci/*-values.yaml"))
+# No ingest token: fleet pods get their own fleet's token (tests/kubernetes/test_operator.py).
 ENDPOINT_KEYS = {"STOREFLEET_PG_DSN", "STOREFLEET_REDIS_URL", "STOREFLEET_KAFKA_BOOTSTRAP",
-                 "STOREFLEET_INGEST_URL", "STOREFLEET_INGEST_TOKEN"}
+                 "STOREFLEET_INGEST_URL"}
 # Secrets the external-services scenario names; created before installing it.
 EXTERNAL_SECRETS = {"managed-postgresql": {"password": "p@ss word/1"},
                     "managed-redis": {"password": "r3dis"},
@@ -141,7 +142,10 @@ def test_default_install_creates_the_platform(api: Api, helm_release: str) -> No
         f"redis://:{redis_password}@storefleet-redis.{ns}.svc:6379/0")
     assert endpoints["STOREFLEET_KAFKA_BOOTSTRAP"] == f"storefleet-kafka.{ns}.svc:9092"
     assert endpoints["STOREFLEET_INGEST_URL"] == f"http://storefleet-webhook.{ns}.svc:80"
-    assert endpoints["STOREFLEET_INGEST_TOKEN"] == token
+    key_ref = next(e for e in container.env if e.name == "STOREFLEET_INGEST_TOKEN_KEY")
+    assert key_ref.value_from.secret_key_ref.name == "storefleet-ingest-token-key"
+    key = decoded(api.core.read_namespaced_secret("storefleet-ingest-token-key", ns))["key"]
+    assert len(key) == 32 and key != token
 
 
 @pytest.fixture
@@ -165,7 +169,8 @@ def test_upgrade_keeps_generated_credentials(cluster: Cluster, api: Api,
                                              release: tuple[str, str]) -> None:
     name, ns = release
     full = f"{name}-storefleet"
-    names = [f"{full}-postgresql", f"{full}-redis", f"{full}-webhook", f"{full}-endpoints"]
+    names = [f"{full}-postgresql", f"{full}-redis", f"{full}-webhook", f"{full}-endpoints",
+             f"{full}-ingest-token-key"]
     before = {secret: decoded(api.core.read_namespaced_secret(secret, ns)) for secret in names}
     checksum = api.apps.read_namespaced_deployment(
         f"{full}-webhook", ns).spec.template.metadata.annotations["checksum/endpoints"]
@@ -206,7 +211,6 @@ def test_switching_bundled_services_off_uses_external_endpoints(
         "STOREFLEET_KAFKA_BOOTSTRAP": "b-1.kafka.example.internal:9092,"
                                       "b-2.kafka.example.internal:9092",
         "STOREFLEET_INGEST_URL": f"http://{full}-webhook.{ns}.svc:80",
-        "STOREFLEET_INGEST_TOKEN": "external-token",
     }
     webhook = api.apps.read_namespaced_deployment(f"{full}-webhook", ns)
     token_ref = next(e for e in webhook.spec.template.spec.containers[0].env

@@ -1,7 +1,11 @@
-"""The StoreFleet operator against a real API server: children, scale, status, GC, restart."""
+"""The StoreFleet operator against a real API server: children, scale, status, GC, restart,
+the per-fleet ingest token, and Spark applications that keep their pod templates."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -29,12 +33,14 @@ from tests.kubernetes.conftest import (
 
 pytestmark = pytest.mark.kubernetes
 
-CHILDREN = [("ConfigMap", "config"), ("StatefulSet", "simulator"),
+CHILDREN = [("Secret", "ingest-token"), ("ConfigMap", "config"), ("StatefulSet", "simulator"),
             ("Deployment", "price-updater"), ("SparkApplication", "insights"),
             ("SparkApplication", "bonus")]
 
 
 def read_child(api: Api, namespace: str, kind: str, name: str) -> Any:
+    if kind == "Secret":
+        return get_or_none(api.core.read_namespaced_secret, name, namespace)
     if kind == "ConfigMap":
         return get_or_none(api.core.read_namespaced_config_map, name, namespace)
     if kind == "StatefulSet":
@@ -217,7 +223,8 @@ def test_bonus_threshold_change_reaches_the_bonus_job(
 
     def bonus_env() -> dict[str, str]:
         app = spark_app(api, namespace, "loyal-bonus")
-        return {e["name"]: e.get("value") for e in app["spec"]["driver"]["env"]}
+        (container,) = app["spec"]["driver"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}
 
     assert bonus_env()["STOREFLEET_BONUS_SHORT_WINDOW_THRESHOLD"] == "500.0"
     patch_fleet(api, namespace, "loyal", {"bonus": {"shortWindowThreshold": 750}})
@@ -289,3 +296,67 @@ def test_a_restarted_operator_resumes_fleets_without_duplicates(
     assert counts == (1, 1, 1, 2)
     wait_status(api, namespace, "steady", "observedGeneration 2",
                 lambda s: s.get("observedGeneration") == 2, operator)
+
+
+def test_each_fleet_gets_its_own_ingest_token(api: Api, operator: Operator,
+                                              namespace: str) -> None:
+    fleet = create_fleet(api, namespace, "tokens", stores=2)
+    children = wait_children(api, namespace, "tokens", operator)
+    secret = children["Secret tokens-ingest-token"]
+    (owner,) = owners_of(secret)
+    assert owner["uid"] == fleet["metadata"]["uid"]
+    token = base64.b64decode(secret.data["token"]).decode()
+    # The key is the chart's generated one (the operator got it as the chart's Deployment says);
+    # the token is recomputed here from its documented form sf1.<fleet>.<base64url HMAC>.
+    key = operator.settings["STOREFLEET_INGEST_TOKEN_KEY"].encode()
+    mac = base64.urlsafe_b64encode(hmac.new(key, b"fleet:tokens", hashlib.sha256).digest())
+    assert token == f"sf1.tokens.{mac.rstrip(b'=').decode()}"
+    other = create_fleet(api, namespace, "others", stores=1)
+    others = wait_children(api, namespace, "others", operator)["Secret others-ingest-token"]
+    assert base64.b64decode(others.data["token"]).decode().startswith("sf1.others.")
+    assert owners_of(others)[0]["uid"] == other["metadata"]["uid"]
+
+    sts = children["StatefulSet tokens-simulator"]
+    (container,) = sts.spec.template.spec.containers
+    ref = next(e for e in container.env if e.name == "STOREFLEET_INGEST_TOKEN")
+    assert ref.value_from.secret_key_ref.name == "tokens-ingest-token"
+    assert ref.value_from.secret_key_ref.key == "token"
+    # The shared endpoints Secret carries no token, so the fleet's own is the one pods get.
+    assert container.env_from[0].secret_ref.name == "storefleet-endpoints"
+
+
+def test_spark_applications_keep_pod_templates_with_shared_volumes(
+        api: Api, operator: Operator, namespace: str) -> None:
+    create_fleet(api, namespace, "mounts", stores=2)
+    children = wait_children(api, namespace, "mounts", operator)
+    logs, checkpoints = (operator.settings["STOREFLEET_LOGS_CLAIM"],
+                         operator.settings["STOREFLEET_CHECKPOINTS_CLAIM"])
+    assert (logs, checkpoints) == ("storefleet-logs", "storefleet-checkpoints")
+    sts = children["StatefulSet mounts-simulator"].spec.template.spec
+    claims = {v.name: v.persistent_volume_claim.claim_name
+              for v in sts.volumes if v.persistent_volume_claim}
+    assert claims == {"logs": logs}
+    assert {m.name: m.mount_path for m in sts.containers[0].volume_mounts}["logs"] == (
+        "/var/lib/storefleet/logs")
+    checkpoint_dirs = set()
+    for job in ("insights", "bonus"):
+        # What the API server stored: a field its CRD schema did not know would be gone.
+        spec = children[f"SparkApplication mounts-{job}"]["spec"]
+        assert spec["driver"]["coreRequest"] == "100m"
+        assert spec["executor"]["coreRequest"] == "100m"
+        for role in ("driver", "executor"):
+            template = spec[role]["template"]["spec"]
+            claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                      for v in template["volumes"] if "persistentVolumeClaim" in v}
+            assert claims == {"logs": logs, "checkpoints": checkpoints}, (job, role)
+            (container,) = template["containers"]
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert mounts["checkpoints"] == "/var/lib/storefleet/checkpoints"
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["STOREFLEET_EVENTS_TOPIC"] == "events"
+            assert env[f"STOREFLEET_{job.upper()}_MAX_OFFSETS_PER_TRIGGER"] == "10000"
+        checkpoint_dirs.add(env[f"STOREFLEET_{job.upper()}_CHECKPOINT_DIR"])
+        if job == "insights":
+            assert env["STOREFLEET_INSIGHTS_SCOPE"] == "fleet"
+            assert env["STOREFLEET_FLEET_NAME"] == "mounts"
+    assert len(checkpoint_dirs) == 2

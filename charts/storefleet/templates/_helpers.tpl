@@ -190,3 +190,51 @@ Call with (dict "root" $ "name" secretName "key" key).
       key: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/* Namespaces fleets run in: the release namespace, operator.watchNamespaces and
+spark.serviceAccount.namespaces. Each gets the endpoints Secret and the shared volumes; the Spark
+operator runs SparkApplications there. A list, as JSON: fromJsonArray it. */}}
+{{- define "storefleet.fleetNamespaces" -}}
+{{- concat (list .Release.Namespace) .Values.operator.watchNamespaces .Values.spark.serviceAccount.namespaces | uniq | toJson -}}
+{{- end -}}
+
+{{/* PersistentVolumeClaim of a shared volume (logs or checkpoints); empty: an emptyDir.
+Call with (dict "root" $ "volume" "logs"). */}}
+{{- define "storefleet.sharedClaim" -}}
+{{- $v := index .root.Values.sharedVolumes .volume -}}
+{{- if $v.existingClaim -}}
+{{- $v.existingClaim -}}
+{{- else if $v.enabled -}}
+{{- include "storefleet.componentName" (dict "root" .root "component" .volume) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret and key holding the ingest token key (per-fleet tokens are derived from it). */}}
+{{- define "storefleet.tokenKey.secretName" -}}
+{{- default (include "storefleet.componentName" (dict "root" . "component" "ingest-token-key")) .Values.webhook.auth.tokenKey.existingSecret -}}
+{{- end -}}
+
+{{- define "storefleet.tokenKey.secretKey" -}}
+{{- if .Values.webhook.auth.tokenKey.existingSecret -}}{{ .Values.webhook.auth.tokenKey.existingSecretKey }}{{- else -}}key{{- end -}}
+{{- end -}}
+
+{{- define "storefleet.sparkOperator.name" -}}
+{{- include "storefleet.componentName" (dict "root" . "component" "spark-operator") -}}
+{{- end -}}
+
+{{- define "storefleet.sparkOperator.serviceAccountName" -}}
+{{- if .Values.sparkOperator.serviceAccount.create -}}
+{{- default (include "storefleet.sparkOperator.name" .) .Values.sparkOperator.serviceAccount.name -}}
+{{- else -}}
+{{- required "sparkOperator.serviceAccount.name is required when serviceAccount.create is false" .Values.sparkOperator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Namespaces whose SparkApplications the Spark operator runs, as JSON; [""] means all. */}}
+{{- define "storefleet.sparkOperator.jobNamespaces" -}}
+{{- if .Values.sparkOperator.jobNamespaces -}}
+{{- .Values.sparkOperator.jobNamespaces | toJson -}}
+{{- else -}}
+{{- include "storefleet.fleetNamespaces" . -}}
+{{- end -}}
+{{- end -}}
