@@ -101,7 +101,8 @@ def set_spark_state(api: Api, namespace: str, name: str, state: str) -> None:
     """Play the Spark operator: report the application's state."""
     api.custom.patch_namespaced_custom_object_status(
         *SPARK[:2], namespace, SPARK[2], name,
-        {"status": {"applicationState": {"state": state}}})
+        # driverInfo is required by the Spark operator's CRD schema.
+        {"status": {"applicationState": {"state": state}, "driverInfo": {}}})
 
 
 def test_applying_a_fleet_creates_the_children(api: Api, operator: Operator,
