@@ -195,3 +195,58 @@ def test_switches_and_job_namespaces(cluster: Cluster) -> None:
               if d["kind"] == "PersistentVolumeClaim"}
     assert roles == {RELEASE_NAMESPACE, "shop", "demo"}
     assert claims == {(ns, f"storefleet-{v}") for ns in roles for v in ("logs", "checkpoints")}
+
+
+def cpu_millis(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def requested_cpu(documents: list[dict[str, Any]]) -> dict[str, int]:
+    """CPU millicores each workload asks for when it runs: containers x replicas (the webhook's
+    HPA minimum), Spark pods by their coreRequest (driver + executor instances)."""
+    hpa_min = {d["spec"]["scaleTargetRef"]["name"]: d["spec"]["minReplicas"]
+               for d in documents if d["kind"] == "HorizontalPodAutoscaler"}
+    asked = {}
+    for doc in documents:
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
+            replicas = hpa_min.get(doc["metadata"]["name"], doc["spec"].get("replicas", 1))
+            containers = doc["spec"]["template"]["spec"]["containers"]
+            asked[name] = replicas * sum(cpu_millis(c["resources"]["requests"]["cpu"])
+                                         for c in containers)
+        elif doc["kind"] == "SparkApplication":
+            spec = doc["spec"]
+            asked[name] = (cpu_millis(spec["driver"]["coreRequest"])
+                           + spec["executor"]["instances"]
+                           * cpu_millis(spec["executor"]["coreRequest"]))
+    return asked
+
+
+@pytest.mark.parametrize(("values", "budget"), [
+    # 2 CPUs less what a node's own pods ask (CoreDNS 100m, metrics-server 100m).
+    ((), 1800),
+    (("--values", str(CHART / "ci" / "cluster-values.yaml")), 1300),
+])
+def test_default_requests_fit_a_two_cpu_node_with_one_fleet(
+        cluster: Cluster, api: Api, helm_release: str, values: tuple[str, ...],
+        budget: int) -> None:
+    import yaml
+
+    from storefleet.fleet import load_manifest
+    from storefleet_operator.children import desired_children
+    from storefleet_operator.settings import OperatorSettings
+    from tests.kubernetes.conftest import chart_operator_env
+
+    documents = render(cluster, *values)
+    # The example fleet's children, made by the operator with the settings this render gives it.
+    (operator,) = [d for d in documents if d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "storefleet-operator"]
+    env = {e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0][
+        "env"] if "value" in e}
+    env["STOREFLEET_INGEST_TOKEN_KEY"] = chart_operator_env(api)["STOREFLEET_INGEST_TOKEN_KEY"]
+    (fleet,) = load_manifest(ROOT / "examples" / "storefleet.yaml")
+    children = desired_children(fleet, namespace=RELEASE_NAMESPACE, owner_uid="u",
+                                settings=OperatorSettings.from_env(env))
+    asked = requested_cpu(documents + yaml.safe_load(yaml.safe_dump(children)))
+    assert f"SparkApplication/{PLATFORM_APP}" in asked and "SparkApplication/demo-bonus" in asked
+    assert sum(asked.values()) <= budget, sorted(asked.items())
