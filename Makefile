@@ -33,10 +33,10 @@ jars:
 	tools/spark/fetch-jars.sh
 
 ## tools: Go-built helm, kubeconform, kubectl, kube-apiserver, kube-controller-manager, etcd,
-## controller-gen (the Spark operator's CRDs: tools/spark-operator/gen-crds.sh --check)
+## controller-gen and the kubeflow spark-operator binary (tools/spark-operator/install.sh)
 tools:
 	tools/kube/install.sh
-	tools/spark-operator/gen-crds.sh --install
+	tools/spark-operator/install.sh
 
 ## up: the whole platform locally from $(MANIFEST), until Ctrl-C
 # The platform needs no Kubernetes tools, so `up` skips building them.

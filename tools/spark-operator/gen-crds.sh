@@ -8,15 +8,14 @@
 #
 # Usage: tools/spark-operator/gen-crds.sh           write the CRDs into the chart
 #        tools/spark-operator/gen-crds.sh --check   exit 1 (with a diff) if the chart's differ
-#        tools/spark-operator/gen-crds.sh --install only build controller-gen (make tools)
-# Needs Go and the Go module proxy; controller-gen is built once into
-#   ${STOREFLEET_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storefleet/bin}  (about 2-3 min cold).
+# Needs Go and the Go module proxy; controller-gen comes from install.sh (`make tools`), into
+#   ${STOREFLEET_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storefleet/bin}.
 set -euo pipefail
 
-# The Spark operator release the chart installs (values.yaml sparkOperator.image.tag matches).
+# The Spark operator release the chart installs (values.yaml sparkOperator.image.tag matches;
+# install.sh builds the same version).
 SPARK_OPERATOR_MODULE="github.com/kubeflow/spark-operator/v2"
 SPARK_OPERATOR_VERSION="v2.5.2"
-CONTROLLER_TOOLS_VERSION="v0.23.0"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -26,19 +25,11 @@ MODE="${1:-write}"
 log() { printf 'tools/spark-operator: %s\n' "$*" >&2; }
 
 case "$MODE" in
-    write | --check | --install) ;;
-    *) log "unknown argument '$MODE' (use --check or --install)"; exit 2 ;;
+    write | --check) ;;
+    *) log "unknown argument '$MODE' (use --check)"; exit 2 ;;
 esac
 
-mkdir -p "$BIN"
-stamp="$BIN/.controller-gen.version"
-if [[ ! -x "$BIN/controller-gen" || "$(cat "$stamp" 2>/dev/null)" != "$CONTROLLER_TOOLS_VERSION" ]]; then
-    log "building controller-gen $CONTROLLER_TOOLS_VERSION into $BIN"
-    GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 GOBIN="$BIN" \
-        go install "sigs.k8s.io/controller-tools/cmd/controller-gen@$CONTROLLER_TOOLS_VERSION"
-    printf '%s' "$CONTROLLER_TOOLS_VERSION" >"$stamp"
-fi
-[[ "$MODE" == --install ]] && exit 0
+[[ -x "$BIN/controller-gen" ]] || "$HERE/install.sh"
 
 # `go mod download` needs a module to run in; an empty one in a temporary folder will do.
 work="$(mktemp -d)"
