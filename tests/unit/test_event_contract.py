@@ -1,4 +1,4 @@
-"""Event validation and normalization (the Cadê Analytics contract)."""
+"""The event contract (events.contract): validation, canonical form, messages naming the bound."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import math
 
 import pytest
 
-from storefleet.ingest.validation import (
+from storefleet.events.contract import (
     FIELDS,
+    BatchError,
     EventError,
-    kafka_key,
-    normalize_batch,
+    collect,
+    convert_event,
     normalize_event,
 )
 
@@ -100,6 +101,11 @@ def test_price_is_rounded_to_cents_and_integers_allowed():
         ({"user_id": 2**63}, "user_id must be between"),
         ({"user_id": 1.0}, "user_id must be an integer"),
         ({"ts": "yesterday"}, "ts is not an RFC 3339"),
+        ({"ts": "2026-11-26T16:00:00.1234567Z"}, "at most microseconds"),
+        ({"ts": "2026-11-26T16:00:00.123١Z"}, "ASCII digits"),
+        ({"store_id": "ALL"}, "reserved"),
+        ({"store_id": "all"}, "reserved"),
+        ({"quantity": 1_000_001}, "quantity must be between 1 and 1000000"),
         ({"ts": "2026-11-26T16:00:00"}, "UTC offset"),
         ({"ts": "2026-11-26T16:00:00+02:00"}, "must be in UTC"),
         ({"ts": "2026-02-30T16:00:00Z"}, "ts is not an RFC 3339"),
@@ -153,19 +159,22 @@ def test_non_objects_are_refused(value):
         normalize_event(value)
 
 
-def test_batch_reports_each_bad_index_and_keeps_order():
+def test_batch_reports_each_bad_index_and_the_counts():
+    import orjson
+
     batch = [event(event_id="a"), event(type="nope"), event(event_id="c"), 7]
-    normalized, errors, count = normalize_batch(batch)
-    assert [e["event_id"] for e in normalized] == ["a", "c"]
-    assert count == 2
-    assert [e["index"] for e in errors] == [1, 3]
-    assert "unknown type" in errors[0]["reason"]
+    with pytest.raises(BatchError) as caught:
+        collect([orjson.dumps(item) for item in batch])
+    assert caught.value.count == 2 and caught.value.total == 4
+    assert [e["index"] for e in caught.value.errors] == [1, 3]
+    assert "unknown type" in caught.value.errors[0]["reason"]
 
 
 def test_batch_error_list_is_capped_but_counted():
-    _, errors, count = normalize_batch([1] * 500, max_errors=100)
-    assert count == 500 and len(errors) == 100
+    with pytest.raises(BatchError) as caught:
+        collect([b"1"] * 500, max_errors=100)
+    assert caught.value.count == 500 and len(caught.value.errors) == 100
 
 
 def test_kafka_key_groups_a_users_events():
-    assert kafka_key(normalize_event(event())) == b"demo-0003:42"
+    assert convert_event(event()).kafka_key() == b"demo-0003:42"
