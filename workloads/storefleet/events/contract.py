@@ -243,7 +243,14 @@ def decode_event(raw: bytes | str) -> Event:
     try:
         return _decode_one(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise EventError(_msgspec_reason(exc)) from None
+        error = exc
+    if isinstance(error, msgspec.ValidationError):
+        # msgspec validates while it parses: say "not JSON" when the text is not JSON at all.
+        try:
+            msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            error = exc
+    raise EventError(_msgspec_reason(error))
 
 
 def convert_event(fields: dict[str, Any]) -> Event:
