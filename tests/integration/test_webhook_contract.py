@@ -20,7 +20,6 @@ import pytest
 from storefleet.events.tokens import fleet_token
 from tests.integration.test_webhook import (
     Webhook,
-    make_events,
     post,
     read_topic,
     recent,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from storefleet.ingest.legacy import legacy_event_id, parse_legacy_body, parse_legacy_line
 from storefleet.events.contract import EventError, normalize_event
+from storefleet.ingest.legacy import legacy_event_id, parse_legacy_body, parse_legacy_line
 
 PREFIX = "1717000000123000000;store-1;User;100000000001;"
 TS = "2024-05-29T16:26:40.123Z"

@@ -62,8 +62,9 @@ DB_ERRORS = Counter(
     "storefleet_persister_database_errors",
     "Batches the database refused for a transient reason (then retried).",
 )
-# SQLSTATE classes that no retry can fix: the row itself is wrong for the table.
-PERMANENT = (psycopg.errors.DataException, psycopg.errors.IntegrityConstraintViolation)
+# SQLSTATE classes 22 (data exception) and 23 (integrity constraint violation), which psycopg
+# maps to these DB-API classes: no retry can fix them, the row itself is wrong for the table.
+PERMANENT = (psycopg.DataError, psycopg.IntegrityError)
 
 
 def consumer_config(settings: PersisterSettings) -> dict:
