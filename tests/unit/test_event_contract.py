@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from storefleet.events import bounds
 from storefleet.events.contract import (
     FIELDS,
     BatchError,
     EventError,
     collect,
     convert_event,
+    decode_event,
+    encode,
+    format_ts,
     normalize_event,
 )
 
@@ -178,3 +185,54 @@ def test_batch_error_list_is_capped_but_counted():
 
 def test_kafka_key_groups_a_users_events():
     assert convert_event(event()).kafka_key() == b"demo-0003:42"
+
+
+# -- canonical form, round trip, OpenAPI (issue 10) ------------------------------------------
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+def test_canonical_time_round_trips_in_every_year(moment):
+    text = format_ts(moment.replace(tzinfo=UTC))
+    assert len(text.split("-")[0]) == 4  # year 999 is "0999", never "999"
+    assert normalize_event(event(ts=text))["ts"] == text
+    assert datetime.fromisoformat(text.replace("Z", "+00:00")) == moment.replace(tzinfo=UTC)
+
+
+VALID_EVENTS = st.builds(
+    lambda kind, user, product, quantity, cents, coupon: {
+        "event_id": "e", "ts": "2026-11-26T16:00:00.5Z", "store_id": "s-1", "user_id": user,
+        "type": kind,
+        **({"product_id": product} if kind in bounds.NEEDS_PRODUCT else {}),
+        **({"quantity": quantity} if kind in bounds.HAS_QUANTITY else {}),
+        **({"unit_price": cents / 100, "coupon_code": coupon} if kind == "purchase" else {}),
+    },
+    st.sampled_from(bounds.EVENT_TYPES),
+    st.integers(0, bounds.MAX_BIGINT),
+    st.integers(0, bounds.MAX_BIGINT),
+    st.integers(1, bounds.MAX_QUANTITY),
+    st.integers(0, bounds.MAX_PRICE_CENTS),
+    st.one_of(st.none(), st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]),
+                                 min_size=1, max_size=bounds.MAX_ID_CHARS)),
+)
+
+
+@given(VALID_EVENTS)
+def test_canonical_bytes_round_trip_exactly(raw):
+    import orjson
+
+    once = encode(decode_event(orjson.dumps(raw)))
+    assert encode(decode_event(once)) == once
+    assert orjson.loads(once)["ts"] == "2026-11-26T16:00:00.500Z"
+
+
+def test_the_openapi_event_schema_is_generated_from_the_contract():
+    from storefleet.ingest.openapi import openapi_document
+    from storefleet.ingest.settings import IngestSettings
+
+    spec = openapi_document(IngestSettings("t", "k:9092"))
+    schema = spec["components"]["schemas"]["Event"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]["type"]["enum"]) == set(bounds.EVENT_TYPES)
+    quantity = schema["properties"]["quantity"]["anyOf"][0]
+    assert (quantity["minimum"], quantity["maximum"]) == (1, bounds.MAX_QUANTITY)
+    assert schema["properties"]["store_id"]["pattern"] == f"^{bounds.STORE_ID_PATTERN}$"
