@@ -26,7 +26,7 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 _VIEW = re.compile(r"VIEW_PRODUCT ([0-9]{1,20})")
 _CART = re.compile(r"CART with ([0-9]{1,20})")
 _CHECKOUT = re.compile(r"CHECKOUT with \[\s*(?:'?[0-9]{1,20}'?\s*(?:,\s*'?[0-9]{1,20}'?\s*)*)?\]")
-_BUY = re.compile(r"BUY-([0-9]{1,20})-([0-9]{1,12}(?:\.[0-9]{1,2})?)")
+_BUY = re.compile(r"BUY-([0-9]{1,20})-([0-9]{1,12}(?:\.[0-9]{1,6})?)")
 _SIMPLE = {"LOGIN": "login", "HOME": "home", "EXIT": "exit"}
 MAX_LINE_CHARS = 1024
 # The last nanosecond timestamp that still is a year-9999 time.

@@ -123,6 +123,7 @@ class Persister:
             "linger.ms": 5,
             "logger": logging.getLogger("storefleet.persister.kafka"),
         })
+        self._dead_letter_failed = False
         self._inserted = EVENTS.labels("inserted")
         self._duplicate = EVENTS.labels("duplicate")
 
@@ -155,8 +156,10 @@ class Persister:
         outcome = BatchOutcome()
         if not messages:
             return outcome
+        self._dead_letter_failed = False
         rows: list[_Row] = []
         offsets: dict[tuple[str, int], int] = {}
+        firsts: dict[tuple[str, int], int] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -166,6 +169,7 @@ class Persister:
                         raise KafkaException(error)
                 continue
             offsets[(message.topic(), message.partition())] = message.offset()
+            firsts.setdefault((message.topic(), message.partition()), message.offset())
             try:
                 rows.append(_Row(copy_line(decode_event(message.value() or b"")), message))
             except EventError as exc:
@@ -175,7 +179,15 @@ class Persister:
         if rows and not self._store(rows, outcome):
             return outcome  # stopping; nothing committed, the batch comes again
         if not self._flush_dead_letters():
-            return outcome  # not committed: the batch is read again and stored as a no-op
+            # Not committed: read the batch again (its rows are stored, a no-op the second
+            # time) and dead-letter again, once Kafka takes the dead letters.
+            for (topic, partition), first in firsts.items():
+                try:
+                    self.consumer.seek(TopicPartition(topic, partition, first))
+                except KafkaException as exc:
+                    log.warning("seek back failed (partition moved?): %s", exc)
+            self.stop.wait(1.0)
+            return outcome
         self._commit(offsets)
         return outcome
 
@@ -245,7 +257,8 @@ class Persister:
         )
         while True:
             try:
-                self.dead_letters.produce(self.settings.dead_letter_topic, record, message.key())
+                self.dead_letters.produce(self.settings.dead_letter_topic, record, message.key(),
+                                          on_delivery=self._on_dead_letter_delivery)
                 return
             except BufferError:
                 self.dead_letters.poll(0.1)
@@ -254,9 +267,16 @@ class Persister:
         if len(self.dead_letters) == 0:
             return True
         left = self.dead_letters.flush(30)
-        if left:
-            log.error("%d dead letters not acknowledged by Kafka; batch not committed", left)
-        return left == 0
+        if left or self._dead_letter_failed:
+            log.error("dead letters not acknowledged by Kafka (%d waiting); batch not committed",
+                      left)
+            return False
+        return True
+
+    def _on_dead_letter_delivery(self, err: KafkaError | None, _message: Message) -> None:
+        if err is not None:
+            log.error("dead letter not delivered: %s", err.str())
+            self._dead_letter_failed = True
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         if not offsets:
