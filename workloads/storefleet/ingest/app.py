@@ -90,13 +90,12 @@ def parse_json_events(body: bytes, content_type: bytes) -> list[Event]:
     except BatchError as exc:
         for error in exc.errors:
             error["line"] = numbers[error["index"]]
+        error = _batch_error(exc)
         if len(lines) == 1 and exc.errors[0]["reason"].startswith("event must be"):
-            raise _error(400, "body must be a JSON array of events, one JSON object, or NDJSON",
-                         errors=exc.errors) from None
-        if any(e["reason"].startswith("not valid JSON") for e in exc.errors):
-            raise _error(400, "body is not valid NDJSON", invalid=exc.count,
-                         errors=exc.errors) from None
-        raise _batch_error(exc) from None
+            error.body["error"] = "body must be a JSON array of events, one JSON object, or NDJSON"
+        elif any(e["reason"].startswith("not valid JSON") for e in exc.errors):
+            error.body["error"] = "body is not valid NDJSON"
+        raise error from None
 
 
 def _batch_error(exc: BatchError) -> HTTPError:
