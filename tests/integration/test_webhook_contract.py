@@ -234,3 +234,26 @@ def test_concurrent_connections_are_bounded(hook):
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_a_fleets_simulator_posts_everything_with_its_fleet_token(hook, pg_dsn, tmp_path,
+                                                                   kafka_bootstrap):
+    """What `storefleet up` does: each fleet's simulator posts with its own fleet token."""
+    import json
+
+    from storefleet.simulator.settings import simulator_settings
+    from storefleet.simulator.simulation import Simulator
+
+    before = topic_size(kafka_bootstrap, hook.topic)
+    env = {
+        "STOREFLEET_PG_DSN": pg_dsn,
+        "STOREFLEET_INGEST_URL": f"http://127.0.0.1:{hook.port}",
+        "STOREFLEET_INGEST_TOKEN": fleet_token(KEY.encode(), "tok"),
+        "STOREFLEET_FLEET_NAME": "tok",
+        "STOREFLEET_FLEET_SPEC": json.dumps(
+            {"stores": 2, "simulation": {"cycleSeconds": 0.2, "seed": 5}}),
+        "STOREFLEET_LOGS_DIR": str(tmp_path / "logs"),
+    }
+    stats = Simulator(simulator_settings(environ=env, cycles=3), flush_timeout=60).run()
+    assert stats.flushed and stats.events > 0
+    assert topic_size(kafka_bootstrap, hook.topic) == before + stats.events
