@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import orjson
 import psycopg
@@ -98,8 +98,8 @@ class BatchOutcome:
 @dataclass
 class _Row:
     line: str
+    event_id: str
     message: Message
-    dead: list = field(default_factory=list)
 
 
 class Persister:
@@ -171,7 +171,8 @@ class Persister:
             offsets[(message.topic(), message.partition())] = message.offset()
             firsts.setdefault((message.topic(), message.partition()), message.offset())
             try:
-                rows.append(_Row(copy_line(decode_event(message.value() or b"")), message))
+                event = decode_event(message.value() or b"")
+                rows.append(_Row(copy_line(event), event.event_id, message))
             except EventError as exc:
                 outcome.invalid += 1
                 self._dead_letter("invalid", f"not a valid event: {exc}", message)
@@ -216,7 +217,7 @@ class Persister:
 
     def _write_isolating(self, rows: list[_Row], outcome: BatchOutcome) -> None:
         try:
-            result = self.store.write([row.line for row in rows])
+            result = self.store.write([row.line for row in rows], [row.event_id for row in rows])
         except PERMANENT as exc:
             if len(rows) == 1:
                 outcome.refused += 1

@@ -31,7 +31,9 @@ SELECT s.seq, json_build_object(
     'store_id', e.store_id, 'user_id', e.user_id, 'type', e.type,
     'product_id', e.product_id, 'quantity', e.quantity, 'unit_price', e.unit_price,
     'coupon_code', e.coupon_code)::text
-FROM {STAGING} s JOIN analytics.events e ON e.event_id = s.event_id
+FROM unnest(%s::integer[]) AS c(seq)
+JOIN {STAGING} s ON s.seq = c.seq
+JOIN analytics.events e ON e.event_id = s.event_id
 WHERE ({', '.join('s.' + c.strip() for c in _CONTENT.split(','))})
       IS DISTINCT FROM ({', '.join('e.' + c.strip() for c in _CONTENT.split(','))})
 ORDER BY s.seq
@@ -84,8 +86,9 @@ class EventStore:
         conn.commit()
         self.conn = conn
 
-    def write(self, lines: list[str]) -> WriteResult:
-        """Store the rows of `copy_line` in one transaction (psycopg.Error if refused)."""
+    def write(self, lines: list[str], event_ids: list[str]) -> WriteResult:
+        """Store the rows of `copy_line` (with their event ids, in the same order) in one
+        transaction; psycopg.Error if the database refuses."""
         if self.conn is None or self.conn.closed:
             self.connect()
         conn = self.conn
@@ -97,12 +100,21 @@ class EventStore:
                     copy.write("".join(f"{line}\t{n}\n" for n, line in enumerate(lines)))
                 cur.execute(
                     f"INSERT INTO analytics.events ({COLUMNS}) SELECT {COLUMNS} FROM {STAGING} "
-                    "ORDER BY seq ON CONFLICT (event_id) DO NOTHING"
+                    "ORDER BY seq ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
                 )
-                result.inserted = cur.rowcount
+                new = {row[0] for row in cur.fetchall()}
+                result.inserted = len(new)
                 if result.inserted < len(lines):
+                    # Only rows that were not new are compared with the stored version: the
+                    # first copy of a new id in this batch went in, every other copy did not.
+                    candidates = []
+                    for seq, event_id in enumerate(event_ids):
+                        if event_id in new:
+                            new.discard(event_id)
+                        else:
+                            candidates.append(seq)
                     result.conflicts = [(seq, stored) for seq, stored in
-                                        cur.execute(_CONFLICTS).fetchall()]
+                                        cur.execute(_CONFLICTS, (candidates,)).fetchall()]
             conn.commit()
         except BaseException:
             self.close()
