@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from storefleet.ingest.validation import normalize_event
+from storefleet.events.contract import normalize_event
 from storefleet.persister.consumer import Persister
 from storefleet.persister.settings import PersisterSettings
 from tests.integration.test_webhook import (

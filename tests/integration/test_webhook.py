@@ -17,14 +17,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from storefleet.events.contract import format_ts, normalize_event
 from storefleet.ingest.legacy import legacy_event_id
-from storefleet.ingest.validation import normalize_event
 
 pytestmark = pytest.mark.services
 
@@ -143,8 +144,14 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60) -> l
     return found
 
 
+def recent(seconds_ago: float = 0) -> str:
+    """A canonical event time `seconds_ago` before now, inside the webhook's time window."""
+    return format_ts(datetime.now(UTC) - timedelta(seconds=seconds_ago))
+
+
 def make_events(count: int, prefix: str | None = None) -> list[dict[str, Any]]:
     prefix = prefix or uuid.uuid4().hex[:8]
+    start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
     kinds = [
         {"type": "login"},
         {"type": "product_view", "product_id": 11},
@@ -154,7 +161,7 @@ def make_events(count: int, prefix: str | None = None) -> list[dict[str, Any]]:
         {"type": "exit"},
     ]
     return [
-        {"event_id": f"{prefix}-{n}", "ts": f"2026-11-26T16:{n // 60 % 60:02d}:{n % 60:02d}.000Z",
+        {"event_id": f"{prefix}-{n}", "ts": format_ts(start + timedelta(seconds=n % 3600)),
          "store_id": f"demo-{n % 4:04d}", "user_id": n % 17, **kinds[n % len(kinds)]}
         for n in range(count)
     ]
@@ -195,7 +202,8 @@ def new_topic_module(services):
 def test_accepted_events_are_in_kafka_normalized_and_keyed(webhook, kafka_bootstrap):
     before = topic_size(kafka_bootstrap, webhook.topic)
     events = make_events(50)
-    events[0]["ts"] = "2026-11-26T16:00:00+00:00"
+    moment = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    events[0]["ts"] = moment.isoformat()  # "+00:00": re-written canonical
     status, _, answer = post(webhook, events)
     assert (status, answer) == (202, {"accepted": 50})
     # 202 means acknowledged: the messages are there at once, no waiting.
@@ -206,14 +214,14 @@ def test_accepted_events_are_in_kafka_normalized_and_keyed(webhook, kafka_bootst
         key, value = found[event["event_id"]]
         assert value == normalize_event(event)
         assert key == f"{event['store_id']}:{event['user_id']}".encode()
-    assert found[events[0]["event_id"]][1]["ts"] == "2026-11-26T16:00:00.000Z"
+    assert found[events[0]["event_id"]][1]["ts"] == moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def test_a_users_events_keep_their_order(webhook, kafka_bootstrap):
     before = topic_size(kafka_bootstrap, webhook.topic)
     prefix = uuid.uuid4().hex[:8]
     events = [
-        {"event_id": f"{prefix}-{n}", "ts": "2026-11-26T16:00:00.000Z", "store_id": "demo-0009",
+        {"event_id": f"{prefix}-{n}", "ts": recent(60), "store_id": "demo-0009",
          "user_id": 99, "type": "home"}
         for n in range(300)
     ]
@@ -235,25 +243,27 @@ def test_ndjson_and_a_single_object(webhook, kafka_bootstrap):
 
 def test_legacy_lines_produce_their_json_twins(webhook, kafka_bootstrap):
     store = f"legacy-{uuid.uuid4().hex[:6]}"
+    second = int(time.time()) - 60
+    ns = [(second * 1000 + 100 * n) * 1_000_000 for n in range(6)]
     lines = [
-        f"1717000000000000000;{store};User;100000000001;SCROLLING;HOME.",
-        f"1717000000100000000;{store};User;100000000001;ZOOM;VIEW_PRODUCT 2000000001.",
-        f"1717000000200000000;{store};User;100000000001;CLICK;CART with 2000000001.",
-        f"1717000000300000000;{store};User;100000000001;CLICK;CHECKOUT with [2000000001].",
-        f"1717000000400000000;{store};User;100000000001;CLICK;BUY-2000000001-19.90.",
-        f"1717000000500000000;{store};User;100000000001;CLICK;EXIT",
+        f"{ns[0]};{store};User;100000000001;SCROLLING;HOME.",
+        f"{ns[1]};{store};User;100000000001;ZOOM;VIEW_PRODUCT 2000000001.",
+        f"{ns[2]};{store};User;100000000001;CLICK;CART with 2000000001.",
+        f"{ns[3]};{store};User;100000000001;CLICK;CHECKOUT with [2000000001].",
+        f"{ns[4]};{store};User;100000000001;CLICK;BUY-2000000001-19.90.",
+        f"{ns[5]};{store};User;100000000001;CLICK;EXIT",
     ]
     base = {"store_id": store, "user_id": 100000000001}
+    ts = [datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{n}00Z"
+          for n in range(6)]
     twins = [
-        {**base, "ts": "2024-05-29T16:26:40.000Z", "type": "home"},
-        {**base, "ts": "2024-05-29T16:26:40.100Z", "type": "product_view",
-         "product_id": 2000000001},
-        {**base, "ts": "2024-05-29T16:26:40.200Z", "type": "add_to_cart",
-         "product_id": 2000000001, "quantity": 1},
-        {**base, "ts": "2024-05-29T16:26:40.300Z", "type": "checkout"},
-        {**base, "ts": "2024-05-29T16:26:40.400Z", "type": "purchase",
+        {**base, "ts": ts[0], "type": "home"},
+        {**base, "ts": ts[1], "type": "product_view", "product_id": 2000000001},
+        {**base, "ts": ts[2], "type": "add_to_cart", "product_id": 2000000001, "quantity": 1},
+        {**base, "ts": ts[3], "type": "checkout"},
+        {**base, "ts": ts[4], "type": "purchase",
          "product_id": 2000000001, "quantity": 1, "unit_price": 19.9},
-        {**base, "ts": "2024-05-29T16:26:40.500Z", "type": "exit"},
+        {**base, "ts": ts[5], "type": "exit"},
     ]
     for line, twin in zip(lines, twins, strict=True):
         twin["event_id"] = legacy_event_id(line)
@@ -275,7 +285,8 @@ def test_legacy_lines_produce_their_json_twins(webhook, kafka_bootstrap):
 
 def test_legacy_bad_line_refuses_the_whole_body(webhook, kafka_bootstrap):
     before = topic_size(kafka_bootstrap, webhook.topic)
-    body = "1717000000000000000;s;User;1;CLICK;HOME.\n1717000000000000000;s;User;1;CLICK;FLY.\n"
+    now = time.time_ns()
+    body = f"{now};s;User;1;CLICK;HOME.\n{now};s;User;1;CLICK;FLY.\n"
     status, _, answer = post(webhook, body, path="/log")
     assert status == 400
     assert answer["errors"] == [{"index": 1, "line": 2, "reason": "unknown content 'FLY'"}]

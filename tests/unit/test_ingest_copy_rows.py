@@ -4,32 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from storefleet.ingest.app import HTTPError, parse_json_events
-from storefleet.ingest.validation import normalize_event
+from storefleet.events.contract import convert_event
+from storefleet.ingest.app import HTTPError, bearer_token, parse_json_events
 from storefleet.persister.store import copy_line
+
+A = b'{"event_id":"a","ts":"2026-11-26T16:00:00Z","store_id":"s","user_id":1,"type":"home"}'
+B = b'{"event_id":"b","ts":"2026-11-26T16:00:00Z","store_id":"s","user_id":2,"type":"exit"}'
 
 
 def test_copy_line_of_a_purchase_and_of_nulls():
-    purchase = normalize_event(
+    purchase = convert_event(
         {"event_id": "a\\b", "ts": "2026-11-26T16:00:00.123Z", "store_id": "s-1", "user_id": 3,
          "type": "purchase", "product_id": 9, "unit_price": 19.9, "coupon_code": "C\\1"}
     )
     assert copy_line(purchase) == (
-        "a\\\\b\t2026-11-26T16:00:00.123Z\ts-1\t3\tpurchase\t9\t1\t19.9\tC\\\\1\n"
+        "a\\\\b\t2026-11-26T16:00:00.123Z\ts-1\t3\tpurchase\t9\t1\t19.9\tC\\\\1"
     )
-    home = normalize_event(
+    home = convert_event(
         {"event_id": "h", "ts": "2026-11-26T16:00:00.123Z", "store_id": "s", "user_id": 0,
          "type": "home"}
     )
-    assert copy_line(home) == "h\t2026-11-26T16:00:00.123Z\ts\t0\thome\t\\N\t\\N\t\\N\t\\N\n"
+    assert copy_line(home) == "h\t2026-11-26T16:00:00.123Z\ts\t0\thome\t\\N\t\\N\t\\N\t\\N"
+
+
+def ids(events):
+    return [e.event_id for e in events]
 
 
 def test_json_array_ndjson_and_single_object():
-    assert parse_json_events(b' [{"a":1},{"b":2}]', b"application/json") == [{"a": 1}, {"b": 2}]
-    assert parse_json_events(b'{"a":1}\n\n{"b":2}\n', b"application/x-ndjson") == [
-        {"a": 1}, {"b": 2}
-    ]
-    assert parse_json_events(b'{"a":1}', b"application/json") == [{"a": 1}]
+    assert ids(parse_json_events(b" [" + A + b"," + B + b"]", b"application/json")) == ["a", "b"]
+    assert ids(parse_json_events(A + b"\n\n" + B + b"\n", b"application/x-ndjson")) == ["a", "b"]
+    assert ids(parse_json_events(A, b"application/json")) == ["a"]
 
 
 @pytest.mark.parametrize(
@@ -37,7 +42,8 @@ def test_json_array_ndjson_and_single_object():
     [
         (b"", "empty body"),
         (b"[{", "not valid JSON"),
-        (b'{"a":1}\n{oops}', "not valid NDJSON"),
+        (A + b"\n{oops}", "not valid NDJSON"),
+        (b'"text"', "JSON object"),
     ],
 )
 def test_malformed_bodies_are_400(body, message):
@@ -48,6 +54,22 @@ def test_malformed_bodies_are_400(body, message):
 
 def test_ndjson_errors_point_at_the_line():
     with pytest.raises(HTTPError) as caught:
-        parse_json_events(b'{"a":1}\n\n{oops}\n', b"")
+        parse_json_events(A + b"\n\n{oops}\n", b"")
     assert caught.value.body["errors"][0]["line"] == 3
     assert caught.value.body["errors"][0]["index"] == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        (b"Bearer abc", b"abc"),
+        (b"bearer abc", b"abc"),
+        (b"BEARER  abc ", b"abc"),
+        (b"Basic abc", None),
+        (b"Bearer", None),
+        (b"Bearer a b", None),
+        (b"abc", None),
+    ],
+)
+def test_bearer_scheme_is_case_insensitive(header, token):
+    assert bearer_token(header) == token

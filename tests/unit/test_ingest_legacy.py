@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from storefleet.events.contract import EventError, normalize_event
 from storefleet.ingest.legacy import legacy_event_id, parse_legacy_body, parse_legacy_line
-from storefleet.ingest.validation import EventError, normalize_event
 
 PREFIX = "1717000000123000000;store-1;User;100000000001;"
 TS = "2024-05-29T16:26:40.123Z"
@@ -30,6 +30,9 @@ def twin(line: str, **fields) -> dict:
         ("CLICK;CART with 2000000001.", {"type": "add_to_cart", "product_id": 2000000001}),
         ("CLICK;CHECKOUT with [2000000001, 2000000002].", {"type": "checkout"}),
         ("CLICK;CHECKOUT with [].", {"type": "checkout"}),
+        # The original client prints a Python list of strings (issue 10).
+        ("CLICK;CHECKOUT with ['2123456789', '2987654321'].", {"type": "checkout"}),
+        ("CLICK;CHECKOUT with ['2123456789'].", {"type": "checkout"}),
         (
             "CLICK;BUY-2000000001-19.90.",
             {"type": "purchase", "product_id": 2000000001, "unit_price": 19.9, "quantity": 1},
@@ -65,6 +68,13 @@ def test_same_line_same_event_id_and_different_lines_differ():
         ("1;s;User;1;CLICK;DANCE.", "unknown content"),
         ("1;s;User;1;CLICK;BUY-x-1.", "unknown content"),
         ("1;s;User;1;CLICK;VIEW_PRODUCT.", "unknown content"),
+        # Look-alike digits pass str.isdigit() and int(); they are refused, never a crash.
+        ("١٧١٧٠٠٠٠٠٠٠٠٠٠٠٠٠٠٠;s;User;1;CLICK;HOME.", "ASCII digits"),
+        ("1717000000000000000;s;User;١٢٣;CLICK;HOME.", "ASCII digits"),
+        ("1717000000000000000;s;User;1;CLICK;VIEW_PRODUCT ١٢٣.", "unknown content"),
+        ("1717000000000000000;s;User;1;CLICK;BUY-1-１٢.", "unknown content"),
+        ("1717000000000000000;s;User;1;CLICK;CHECKOUT with ['١'].", "unknown content"),
+        ("300000000000000000000;s;User;1;CLICK;HOME.", "year 9999"),
     ],
 )
 def test_bad_lines_say_why(line, reason):
@@ -79,3 +89,11 @@ def test_body_skips_blank_lines_and_reports_line_numbers():
     assert len(events) == 1 and count == 2
     assert errors[0] == {"index": 1, "line": 3, "reason": "unknown content 'DANCE'"}
     assert errors[1]["line"] == 4 and "store_id" in errors[1]["reason"]
+
+
+def test_the_reserved_scope_and_bad_store_ids_are_refused_in_lines_too():
+    events, errors, count = parse_legacy_body(
+        "1717000000000000000;ALL;User;1;CLICK;HOME.\n1717000000000000000;0_x;User;1;CLICK;HOME.\n"
+    )
+    assert count == 1 and "reserved" in errors[0]["reason"]
+    assert [e.store_id for e in events] == ["0_x"]

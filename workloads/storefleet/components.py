@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storefleet.events.tokens import fleet_token
 from storefleet.fleet import Fleet
 
 # The `storefleet` command of this very installation (a venv's python, not whatever is on PATH).
@@ -33,6 +34,9 @@ class LocalContext:
     ports: dict[str, int] = field(default_factory=dict)
     # Extra environment every component gets (e.g. the webhook token, generated per run).
     env: dict[str, str] = field(default_factory=dict)
+    # Key of the per-fleet ingest tokens (events/tokens.py): only the webhook gets it; each
+    # fleet's simulator gets its own fleet's token. Empty: every component uses the admin token.
+    token_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ def ingest_components(context: LocalContext) -> list[ComponentSpec]:
         ComponentSpec(
             name="webhook",
             argv=[*STOREFLEET, "webhook", "--host", "127.0.0.1", "--port", str(port)],
+            env={"STOREFLEET_INGEST_TOKEN_KEY": context.token_key.decode()}
+            if context.token_key else {},
             url=f"http://127.0.0.1:{port}/v1/events",
         ),
     ]
@@ -156,6 +162,9 @@ def fleet_components(fleet: Fleet, context: LocalContext) -> list[ComponentSpec]
                     **fleet_env(fleet),
                     "STOREFLEET_INGEST_URL": f"http://127.0.0.1:{context.ports['webhook']}",
                     "STOREFLEET_LOGS_DIR": str(context.state_dir / "logs"),
+                    # A token that posts only for this fleet's stores (issue 10).
+                    **({"STOREFLEET_INGEST_TOKEN": fleet_token(context.token_key, fleet.name)}
+                       if context.token_key else {}),
                 },
             )
         )

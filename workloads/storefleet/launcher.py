@@ -34,17 +34,19 @@ from storefleet.services.process import (
 )
 
 TOKEN_ENV = "STOREFLEET_INGEST_TOKEN"
+TOKEN_KEY_ENV = "STOREFLEET_INGEST_TOKEN_KEY"
 
 
 class _Stop(Exception):
     pass
 
 
-def ingest_token(state: Path) -> str:
-    """The webhook token: $STOREFLEET_INGEST_TOKEN, else one generated once per state directory."""
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV]
-    path = state / "ingest-token"
+def ingest_token(state: Path, env: str = TOKEN_ENV, name: str = "ingest-token") -> str:
+    """The webhook's admin token ($STOREFLEET_INGEST_TOKEN) or, with `env`/`name` given, the key
+    of the per-fleet tokens; else one generated once per state directory (file `name`, 0600)."""
+    if os.environ.get(env):
+        return os.environ[env]
+    path = state / name
     if not path.is_file():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -127,7 +129,10 @@ def up(manifest: str, duration: float | None, state_dir: str | None, webhook_por
             endpoints = manager.up()
         except ServiceError as exc:
             raise click.ClickException(str(exc)) from None
-        context = LocalContext(state_dir=state, ports=ports, env={TOKEN_ENV: ingest_token(state)})
+        context = LocalContext(
+            state_dir=state, ports=ports, env={TOKEN_ENV: ingest_token(state)},
+            token_key=ingest_token(state, TOKEN_KEY_ENV, "ingest-token-key").encode(),
+        )
         base_env = {**os.environ, **endpoints.as_env(), **context.env}
         for note in missing_extras(fleets):
             click.echo(f"note: {note}")

@@ -5,6 +5,11 @@ or `--url` of a running webhook (its token from STOREFLEET_INGEST_TOKEN).
 Writes: one JSON object on stdout (`--json`); events into a fresh topic that is deleted after.
 Run: `storefleet bench ingest --json [--seconds 10] [--workers 2] [--batch-size 1000]`.
 
+Physical limit measured in the same run: a bare librdkafka producer (the webhook's own producer
+configuration) sending the same canonical messages with the same keys into the same topic for
+the same time; `batched_vs_bare_producer` is the batched events/s over its events/s (DESIGN.md §6
+target: >= 0.5).
+
 The load comes from a separate process (an asyncio client on raw keep-alive connections), so
 client and server compete for the same two cores as they would on a laptop; the JSON says how
 many client processes ran. Two phases: batched posts (`batch_size` events each) and single-event
@@ -33,23 +38,31 @@ from urllib.parse import urlsplit
 import click
 
 EVENT_TEMPLATES = (
-    b'{"event_id":"%s","ts":"2026-11-26T16:00:00.123Z","store_id":"bench-%04d","user_id":%d,'
+    b'{"event_id":"%s","ts":"%s","store_id":"bench-%04d","user_id":%d,'
     b'"type":"product_view","product_id":%d}',
-    b'{"event_id":"%s","ts":"2026-11-26T16:00:00.456Z","store_id":"bench-%04d","user_id":%d,'
+    b'{"event_id":"%s","ts":"%s","store_id":"bench-%04d","user_id":%d,'
     b'"type":"add_to_cart","product_id":%d,"quantity":2}',
-    b'{"event_id":"%s","ts":"2026-11-26T16:00:01.001Z","store_id":"bench-%04d","user_id":%d,'
+    b'{"event_id":"%s","ts":"%s","store_id":"bench-%04d","user_id":%d,'
     b'"type":"purchase","product_id":%d,"quantity":1,"unit_price":19.9,"coupon_code":null}',
-    b'{"event_id":"%s","ts":"2026-11-26T16:00:01.500Z","store_id":"bench-%04d","user_id":%d,'
+    b'{"event_id":"%s","ts":"%s","store_id":"bench-%04d","user_id":%d,'
     b'"type":"home"}',
 )
 
 
 class EventSource:
-    """Unique, valid events as JSON bytes, cheap enough not to be the bottleneck."""
+    """Unique, valid events as JSON bytes, cheap enough not to be the bottleneck.
+
+    Event times are a minute before the source was made: inside the webhook's time window.
+    """
 
     def __init__(self, prefix: str) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from storefleet.events.contract import format_ts
+
         self.prefix = prefix.encode()
         self.counter = 0
+        self.ts = format_ts(datetime.now(UTC) - timedelta(minutes=1)).encode()
 
     def event(self) -> bytes:
         self.counter += 1
@@ -57,8 +70,8 @@ class EventSource:
         template = EVENT_TEMPLATES[n & 3]
         event_id = b"%s-%d" % (self.prefix, n)
         if template is EVENT_TEMPLATES[3]:
-            return template % (event_id, n % 64, n % 5000)
-        return template % (event_id, n % 64, n % 5000, n % 997)
+            return template % (event_id, self.ts, n % 64, n % 5000)
+        return template % (event_id, self.ts, n % 64, n % 5000, n % 997)
 
     def body(self, size: int) -> bytes:
         if size == 1:
@@ -241,6 +254,72 @@ def run_load(
     return merged
 
 
+# -- the physical limit: a bare producer ------------------------------------------------------
+
+
+def _bare_producer_main(bootstrap: str, topic: str, warmup: float, seconds: float,
+                        out: Any) -> None:
+    """Produce the webhook's canonical messages as fast as librdkafka takes them; events/s."""
+    from confluent_kafka import Producer
+
+    from storefleet.events.contract import decode_event, encode
+    from storefleet.ingest.producer import producer_config
+    from storefleet.ingest.settings import IngestSettings
+
+    source = EventSource(f"bare{uuid.uuid4().hex[:6]}")
+    pool = []
+    for _ in range(200_000):  # made before the clock starts: only producing is measured
+        event = decode_event(source.event())
+        pool.append((encode(event), event.kafka_key()))
+    producer = Producer(producer_config(IngestSettings("unused", bootstrap, topic)))
+    delivered = [0]
+    measuring = [False]
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is None and measuring[0]:
+            delivered[0] += 1
+
+    produce, poll = producer.produce, producer.poll
+    started = time.perf_counter()
+    measure_from, stop_at = started + warmup, started + warmup + seconds
+    n = 0
+    size = len(pool)
+    while True:
+        now = time.perf_counter()
+        if now >= stop_at:
+            break
+        if not measuring[0] and now >= measure_from:
+            measuring[0] = True
+        for _ in range(1000):
+            value, key = pool[n % size]
+            n += 1
+            try:
+                produce(topic, value, key, on_delivery=report)
+            except BufferError:
+                poll(0.01)
+                break
+        poll(0)
+    measuring[0] = False
+    producer.flush(30)
+    out.send(delivered[0] / seconds)
+    out.close()
+
+
+def run_bare_producer(bootstrap: str, topic: str, warmup: float, seconds: float) -> float:
+    """Events/s a bare producer (its own process) gets acknowledged into `topic`."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_bare_producer_main,
+                            args=(bootstrap, topic, warmup, seconds, sender))
+    child.start()
+    if not receiver.poll(warmup + seconds + 180):
+        child.kill()
+        raise click.ClickException("the bare producer did not finish")
+    rate = receiver.recv()
+    child.join()
+    return rate
+
+
 # -- orchestration ---------------------------------------------------------------------------
 
 
@@ -364,9 +443,15 @@ def command(
             batched = run_load(url, token, batch_size, batch_connections, warmup, seconds, clients)
             single = run_load(url, token, 1, single_connections, warmup, seconds, clients)
             b, s = batched.summary(), single.summary()
+            bare = None
+            if topic is not None:
+                bare = run_bare_producer(endpoints.kafka_bootstrap, topic, warmup, seconds)
             result.update(
                 {
                     "batched_events_per_s": b["events_per_s"],
+                    "bare_producer_events_per_s": round(bare, 1) if bare else None,
+                    "batched_vs_bare_producer": round(b["events_per_s"] / bare, 3)
+                    if bare else None,
                     "single_requests_per_s": s["requests_per_s"],
                     "p50_ms": s["p50_ms"],
                     "p99_ms": s["p99_ms"],
@@ -386,6 +471,7 @@ def command(
                 in_topic = topic_message_count(endpoints.kafka_bootstrap, topic)
                 result["events_in_topic"] = in_topic
                 result["events_answered_202"] = b["events"] + s["events"]
+                # The bare producer's messages are in the same topic, after the webhook's.
                 result["topic_check"] = "ok" if in_topic >= b["events"] + s["events"] else "LOST"
         finally:
             if webhook is not None:

@@ -10,8 +10,10 @@ Shapes and units:
   scopes and store ids share Redis keys and history rows;
 - `user_id`, `product_id` are integers in [0, MAX_BIGINT]; `quantity` in [1, MAX_QUANTITY];
 - `unit_price` is a decimal with 2 places in [0, MAX_PRICE] (PostgreSQL numeric(12,2),
-  Spark decimal(12,2)); MAX_QUANTITY * MAX_PRICE and a minute's sum of such products still fit
-  the revenue columns (numeric(38,2) / decimal(38,2));
+  Spark decimal(12,2)); one purchase's amount (quantity x unit_price) is at most MAX_AMOUNT
+  (< 10^14, fits numeric(16,2)); every column or Spark expression holding a SUM of amounts
+  (revenue per minute, spend per window) must be MONEY_SUM_TYPE = decimal(38,2) / numeric(38,2)
+  (migration 0070 widens the tables), which holds 10^22 maximal purchases;
 - event time lies in [now - max_age_seconds, now + max_skew_seconds] of the receiving server's
   clock; the defaults are below and each component can change them by its settings.
 """
@@ -26,11 +28,14 @@ HAS_QUANTITY = frozenset({"add_to_cart", "purchase"})
 
 MAX_ID_CHARS = 64
 MAX_BIGINT = 2**63 - 1
-# Why 1,000,000 and 99,999,999.99: quantity × price ≤ 10^14 fits numeric(12,2)-based products
+# Why 1,000,000 and 99,999,999.99: quantity × price < 10^14 fits numeric(16,2) (one amount)
 # and a per-minute sum of up to 10^22 rows-worth still fits decimal(38,2).
 MAX_QUANTITY = 1_000_000
 MAX_PRICE_CENTS = 9_999_999_999
 MAX_PRICE = MAX_PRICE_CENTS / 100
+MAX_AMOUNT_CENTS = MAX_QUANTITY * MAX_PRICE_CENTS
+# The type of every sum of amounts downstream (Spark cast and PostgreSQL column).
+MONEY_SUM_TYPE = "decimal(38,2)"
 
 STORE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _STORE_ID = re.compile(STORE_ID_PATTERN)

@@ -24,7 +24,9 @@ def _mac(key: bytes, fleet: str) -> str:
 
 def fleet_token(key: bytes, fleet: str) -> str:
     """The ingest token of `fleet` under `key` (bytes of the shared secret)."""
-    if not fleet or "." in fleet:
+    # The mac (base64url) has no '.', so `token_fleet` splits at the last one: fleet names
+    # with dots (DNS-1123 allows them) are fine.
+    if not fleet or not fleet.isprintable() or " " in fleet:
         raise ValueError(f"not a fleet name: {fleet!r}")
     return f"{PREFIX}.{fleet}.{_mac(key, fleet)}"
 

@@ -5,8 +5,14 @@ POST /log         the original system's text lines (can be switched off)
 GET  /healthz /readyz /metrics /openapi.json
 
 Checks run cheapest first: token (401), declared size (413), body size (413), JSON (400),
-every event (400, whole batch refused with each bad index and reason), event count (413),
-Kafka (503 + Retry-After).
+event count (413), every event against the contract (400, whole batch refused with each bad
+index and reason: events.contract), the same event_id twice (400), event time window (400),
+the token's fleet (403), Kafka (503 + Retry-After). See docs/event-contract.md.
+
+Tokens: `Authorization: Bearer <token>` (scheme in any case). The admin token
+(STOREFLEET_INGEST_TOKEN) posts for any store; a fleet token (events.tokens, checked with
+STOREFLEET_INGEST_TOKEN_KEY) only for that fleet's stores. On /log the token may also come as
+`?token=...` for clients that cannot send headers (STOREFLEET_INGEST_URL_TOKEN=false turns it off).
 """
 
 from __future__ import annotations
@@ -16,16 +22,21 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
+from storefleet.events import contract
+from storefleet.events.bounds import fleet_of_store
+from storefleet.events.contract import BatchError, Event, EventError
+from storefleet.events.tokens import token_fleet
 from storefleet.ingest import metrics
 from storefleet.ingest.legacy import parse_legacy_body
 from storefleet.ingest.openapi import openapi_document
 from storefleet.ingest.producer import EventProducer, Unavailable
 from storefleet.ingest.settings import IngestSettings
-from storefleet.ingest.validation import normalize_batch
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +46,14 @@ JSON = b"application/json"
 
 
 class HTTPError(Exception):
+    """An answer other than 2xx: status, JSON body ({"error": ..., ...}) and extra headers."""
+
     def __init__(self, status: int, body: dict[str, Any], headers: list | None = None) -> None:
         super().__init__(body.get("error", ""))
         self.status = status
         self.body = body
         self.headers = headers or []
+        self.total = 0
 
 
 class ClientGone(Exception):
@@ -50,40 +64,61 @@ def _error(status: int, message: str, **extra: Any) -> HTTPError:
     return HTTPError(status, {"error": message, **extra})
 
 
-def parse_json_events(body: bytes, content_type: bytes) -> list[Any]:
-    """A JSON array, or NDJSON (one object per line; also a lone object)."""
+def parse_json_events(body: bytes, content_type: bytes) -> list[Event]:
+    """Events of a JSON array, or of NDJSON (one object per line; also a lone object).
+
+    Raises HTTPError 400 with every bad event's index (and NDJSON line) and reason.
+    """
     stripped = body.lstrip()
     if not stripped:
         raise _error(400, "empty body: send a JSON array or NDJSON of events")
     if stripped[:1] == b"[" and b"ndjson" not in content_type and b"jsonl" not in content_type:
         try:
-            events = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise _error(400, f"body is not valid JSON: {exc}") from None
-        if type(events) is not list:
-            raise _error(400, "body must be a JSON array of events or NDJSON")
-        return events
-    events = []
-    errors = []
+            return contract.decode_batch(body)
+        except EventError as exc:
+            raise _error(400, str(exc)) from None
+        except BatchError as exc:
+            raise _batch_error(exc) from None
+    numbers = []
+    lines = []
     for number, line in enumerate(body.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            events.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            if len(errors) < 100:
-                errors.append({"index": len(events), "line": number, "reason": f"not JSON: {exc}"})
-            events.append(None)
-    if errors:
-        raise _error(400, "body is not valid NDJSON", errors=errors)
-    return events
+        if line.strip():
+            numbers.append(number)
+            lines.append(line)
+    try:
+        return contract.collect(lines)
+    except BatchError as exc:
+        for error in exc.errors:
+            error["line"] = numbers[error["index"]]
+        error = _batch_error(exc)
+        if len(lines) == 1 and exc.errors[0]["reason"].startswith("event must be"):
+            error.body["error"] = "body must be a JSON array of events, one JSON object, or NDJSON"
+        elif any(e["reason"].startswith("not valid JSON") for e in exc.errors):
+            error.body["error"] = "body is not valid NDJSON"
+        raise error from None
+
+
+def _batch_error(exc: BatchError) -> HTTPError:
+    error = _error(400, str(exc), invalid=exc.count, errors=exc.errors)
+    error.total = exc.total
+    return error
+
+
+def bearer_token(value: bytes) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+    (RFC 9110 §11.1). None for any other scheme or shape."""
+    scheme, _, token = value.strip().partition(b" ")
+    token = token.strip()
+    if scheme.lower() != b"bearer" or not token or b" " in token:
+        return None
+    return token
 
 
 class IngestApp:
     def __init__(self, settings: IngestSettings, producer: EventProducer | None = None) -> None:
         self.settings = settings
         self.producer = producer
-        self._expected_auth = b"Bearer " + settings.token.encode()
+        self._admin_token = settings.token.encode()
         self._ready_at = 0.0
         self._ready = False
         self._routes: dict[tuple[str, str], Callable[..., Awaitable[tuple]]] = {
@@ -160,19 +195,26 @@ class IngestApp:
             metrics.count_request(path, status)
 
     # -- ingest --------------------------------------------------------------------------------
-    def _authorize(self, scope: dict[str, Any]) -> tuple[bytes, int | None]:
-        """(content type, declared length) once the token is right; else 401 / 413."""
-        auth = b""
+    def _authorize(
+        self, scope: dict[str, Any], url_token: bool = False
+    ) -> tuple[bytes, str | None]:
+        """(content type, fleet the token is limited to or None for admin); else 401 / 413."""
+        token = None
         content_type = b""
         length = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                auth = value
+                token = bearer_token(value)
             elif name == b"content-type":
                 content_type = value.lower()
             elif name == b"content-length":
-                length = int(value) if value.isdigit() else None
-        if not hmac.compare_digest(auth, self._expected_auth):
+                length = int(value) if value.isascii() and value.isdigit() else None
+        if token is None and url_token and scope.get("query_string"):
+            found = parse_qs(scope["query_string"].decode("latin-1")).get("token")
+            if found:
+                token = found[-1].encode("latin-1")
+        fleet = self._token_fleet(token)
+        if fleet is None:
             raise HTTPError(
                 401,
                 {"error": "missing or wrong token: send `Authorization: Bearer <token>`"},
@@ -180,7 +222,20 @@ class IngestApp:
             )
         if length is not None and length > self.settings.max_body_bytes:
             raise self._too_large()
-        return content_type, length
+        return content_type, (None if fleet == "" else fleet)
+
+    def _token_fleet(self, token: bytes | None) -> str | None:
+        """"" for the admin token, the fleet of a valid fleet token, None otherwise."""
+        if not token:
+            return None
+        if hmac.compare_digest(token, self._admin_token):
+            return ""
+        if self.settings.token_key:
+            try:
+                return token_fleet(self.settings.token_key, token.decode())
+            except UnicodeDecodeError:
+                return None
+        return None
 
     def _too_large(self) -> HTTPError:
         return _error(413, f"body larger than {self.settings.max_body_bytes} bytes")
@@ -212,9 +267,9 @@ class IngestApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _accept(self, events: list[dict[str, Any]]) -> tuple:
+    async def _accept(self, events: list[Event]) -> tuple:
         try:
-            await self.producer.send(events, len(events))
+            await self.producer.send(events)
         except Unavailable as exc:
             metrics.UNAVAILABLE.inc(len(events))
             raise HTTPError(
@@ -225,34 +280,60 @@ class IngestApp:
         metrics.ACCEPTED.inc(len(events))
         return 202, JSON, b'{"accepted":%d}' % len(events)
 
-    def _check_batch(self, size: int, errors: list, error_count: int) -> None:
-        if error_count:
-            metrics.INVALID.inc(size)
-            raise _error(400, "invalid events: the batch was refused whole",
-                         invalid=error_count, errors=errors)
-        if size == 0:
+    def _check_events(self, events: list[Event], fleet: str | None) -> None:
+        """Duplicates (400), time window (400), then the token's fleet (403)."""
+        if not events:
             raise _error(400, "no events in the body")
-        if size > self.settings.max_events:
-            raise self._too_many(size)
+        if len(events) > self.settings.max_events:
+            raise self._too_many(len(events))
+        duplicates = contract.duplicate_ids(events)
+        if duplicates:
+            metrics.INVALID.inc(len(events))
+            raise _error(400, "the same event_id twice in one request: the batch was refused "
+                         "whole", invalid=len(duplicates), errors=duplicates[:100])
+        try:
+            contract.check_window(events, datetime.now(UTC), self.settings.max_age_seconds,
+                                  self.settings.max_skew_seconds)
+        except BatchError as exc:
+            metrics.INVALID.inc(len(events))
+            raise _batch_error(exc) from None
+        if fleet is not None:
+            foreign = sorted({e.store_id for e in events if fleet_of_store(e.store_id) != fleet})
+            if foreign:
+                metrics.FORBIDDEN.inc(len(events))
+                raise _error(403, f"this token posts only for stores of fleet {fleet!r} "
+                             f"(<fleet>-<digits>); not for store(s) {', '.join(foreign[:20])}")
 
     async def _post_events(self, scope: dict[str, Any], receive: Receive) -> tuple:
-        content_type, _ = self._authorize(scope)
-        raw = parse_json_events(await self._read_body(receive), content_type)
-        if len(raw) > self.settings.max_events:
-            raise self._too_many(len(raw))
-        events, errors, error_count = normalize_batch(raw)
-        self._check_batch(len(raw), errors, error_count)
+        content_type, fleet = self._authorize(scope)
+        body = await self._read_body(receive)
+        try:
+            events = parse_json_events(body, content_type)
+        except HTTPError as exc:
+            if exc.total > self.settings.max_events:
+                raise self._too_many(exc.total) from None
+            metrics.INVALID.inc(exc.body.get("invalid", 1))
+            raise
+        self._check_events(events, fleet)
         return await self._accept(events)
 
     async def _post_log(self, scope: dict[str, Any], receive: Receive) -> tuple:
-        self._authorize(scope)
+        _, fleet = self._authorize(scope, url_token=self.settings.url_token)
         body = await self._read_body(receive)
         try:
             text = body.decode()
         except UnicodeDecodeError:
             raise _error(400, "body is not UTF-8 text") from None
         events, errors, error_count = parse_legacy_body(text)
-        self._check_batch(len(events) + error_count, errors, error_count)
+        if len(events) + error_count > self.settings.max_events:
+            raise self._too_many(len(events) + error_count)
+        if error_count:
+            # One bad line refuses the whole body, as on /v1/events: a client never has to
+            # work out which of its lines went in (docs/event-contract.md).
+            metrics.INVALID.inc(len(events) + error_count)
+            raise _error(400, "invalid lines: the body was refused whole",
+                         invalid=error_count, errors=errors)
+        self._check_events(events, fleet)
         return await self._accept(events)
 
     # -- operations ----------------------------------------------------------------------------

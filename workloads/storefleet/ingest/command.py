@@ -1,8 +1,10 @@
 """`storefleet webhook`: the ingest webhook's entrypoint (locally and in its container).
 
 Reads: behaviour events over HTTP (POST /v1/events, POST /log); settings from the environment:
-STOREFLEET_INGEST_TOKEN (required), STOREFLEET_KAFKA_BOOTSTRAP (required),
-STOREFLEET_EVENTS_TOPIC and the STOREFLEET_INGEST_* variables (see settings.py).
+STOREFLEET_INGEST_TOKEN (required, the admin token), STOREFLEET_KAFKA_BOOTSTRAP (required),
+STOREFLEET_INGEST_TOKEN_KEY (optional: accept per-fleet tokens, events/tokens.py),
+STOREFLEET_EVENTS_TOPIC and the STOREFLEET_INGEST_* variables (settings.py, protocol.py;
+listed in docs/event-contract.md).
 Writes: one Kafka message per event to the events topic, key "<store_id>:<user_id>".
 Run: `STOREFLEET_INGEST_TOKEN=... storefleet webhook --port 8080 [--workers 2]`.
 """
@@ -29,6 +31,7 @@ def webhook(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the ingest webhook (events over HTTP into Kafka)."""
     import uvicorn
 
+    from storefleet.ingest.protocol import GuardedHttpToolsProtocol, HttpLimits
     from storefleet.ingest.settings import PREFIX, IngestSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -38,6 +41,7 @@ def webhook(host: str | None, port: int | None, workers: int | None) -> None:
             os.environ[PREFIX + name] = str(value)
     try:
         settings = IngestSettings.from_env()
+        HttpLimits.from_env()  # fail here, naming the variable, rather than in each worker
     except SettingError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"webhook listening on http://{settings.host}:{settings.port} "
@@ -46,7 +50,10 @@ def webhook(host: str | None, port: int | None, workers: int | None) -> None:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools plus header/body deadlines and a header size limit (ingest/protocol.py).
+        "http": GuardedHttpToolsProtocol,
+        # Connections (and requests) per worker; past it uvicorn answers 503.
+        "limit_concurrency": settings.max_connections,
         "lifespan": "on",
         "access_log": False,
         "log_level": "warning",

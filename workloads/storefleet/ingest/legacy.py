@@ -3,7 +3,11 @@
 A line is `<ns timestamp>;<store_id>;User;<user_id>;<stimulus>;<content>`, for example
 `1717000000000000000;store-1;User;100000000001;ZOOM;VIEW_PRODUCT 2000000001.` The stimulus
 (SCROLLING, ZOOM, CLICK) has no field in the event contract and is dropped after checking.
+Contents, each with or without the final period: `LOGIN`, `HOME`, `EXIT`, `VIEW_PRODUCT <id>`,
+`CART with <id>`, `CHECKOUT with [<ids>]` (ids bare or quoted, as Python prints a list of
+strings: `['2123456789', '2987654321']`), `BUY-<id>-<price>`.
 
+Only ASCII digits count as digits: '١٢٣' passes `str.isdigit()` and `int()`, and is refused.
 Legacy lines carry no id, so the event id is derived from the line itself: posting the same line
 twice gives the same event, which the persister stores once.
 """
@@ -15,23 +19,27 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from storefleet.ingest.validation import EventError, format_ts, normalize_event
+from storefleet.events.contract import Event, EventError, convert_event, format_ts
 
 STIMULI = frozenset({"SCROLLING", "ZOOM", "CLICK"})
-_VIEW = re.compile(r"VIEW_PRODUCT (\d+)")
-_CART = re.compile(r"CART with (\d+)")
-_CHECKOUT = re.compile(r"CHECKOUT with \[[\d,\s]*\]")
-_BUY = re.compile(r"BUY-(\d+)-(\d+(?:\.\d+)?)")
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_VIEW = re.compile(r"VIEW_PRODUCT ([0-9]{1,20})")
+_CART = re.compile(r"CART with ([0-9]{1,20})")
+_CHECKOUT = re.compile(r"CHECKOUT with \[\s*(?:'?[0-9]{1,20}'?\s*(?:,\s*'?[0-9]{1,20}'?\s*)*)?\]")
+_BUY = re.compile(r"BUY-([0-9]{1,20})-([0-9]{1,12}(?:\.[0-9]{1,6})?)")
 _SIMPLE = {"LOGIN": "login", "HOME": "home", "EXIT": "exit"}
 MAX_LINE_CHARS = 1024
+# The last nanosecond timestamp that still is a year-9999 time.
+_MAX_NANOS = 253_402_300_799_999_999_999
 
 
 def legacy_event_id(line: str) -> str:
-    return "legacy-" + hashlib.sha256(line.encode()).hexdigest()[:40]
+    """The event id of a line: a hash of the stripped line (same line, same event)."""
+    return "legacy-" + hashlib.sha256(line.strip().encode()).hexdigest()[:40]
 
 
 def parse_legacy_line(line: str) -> dict[str, Any]:
-    """The (not yet normalized) event of one legacy line, or EventError."""
+    """The (not yet validated) event fields of one legacy line, or EventError."""
     line = line.strip()
     if len(line) > MAX_LINE_CHARS:
         raise EventError(f"line longer than {MAX_LINE_CHARS} characters")
@@ -45,10 +53,11 @@ def parse_legacy_line(line: str) -> dict[str, Any]:
         raise EventError(f"only User lines are events, got {kind[:20]!r}")
     if stimulus not in STIMULI:
         raise EventError(f"unknown stimulus {stimulus[:20]!r}; expected one of {sorted(STIMULI)}")
-    if not raw_ts.isdigit() or len(raw_ts) > 20:
-        raise EventError("timestamp must be nanoseconds since the epoch")
-    if not raw_user.isdigit() or len(raw_user) > 19:
-        raise EventError("user_id must be a non-negative integer")
+    if not _DIGITS.fullmatch(raw_ts) or int(raw_ts) > _MAX_NANOS:
+        raise EventError("timestamp must be nanoseconds since the epoch (ASCII digits, "
+                         "at most year 9999)")
+    if not _DIGITS.fullmatch(raw_user):
+        raise EventError("user_id must be a non-negative integer of ASCII digits")
     nanos = int(raw_ts)
     moment = datetime.fromtimestamp(nanos // 1_000_000_000, UTC).replace(
         microsecond=(nanos % 1_000_000_000) // 1000
@@ -81,12 +90,12 @@ def parse_legacy_line(line: str) -> dict[str, Any]:
     return event
 
 
-def parse_legacy_body(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """(canonical events, the first errors as {index, line, reason}, error count) of a body.
+def parse_legacy_body(text: str) -> tuple[list[Event], list[dict[str, Any]], int]:
+    """(events, the first errors as {index, line, reason}, error count) of a body.
 
     Blank lines are skipped; `index` counts the non-blank lines, `line` is 1-based in the body.
     """
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     errors: list[dict[str, Any]] = []
     error_count = 0
     index = 0
@@ -94,7 +103,7 @@ def parse_legacy_body(text: str) -> tuple[list[dict[str, Any]], list[dict[str, A
         if not line.strip():
             continue
         try:
-            events.append(normalize_event(parse_legacy_line(line)))
+            events.append(convert_event(parse_legacy_line(line)))
         except EventError as exc:
             error_count += 1
             if len(errors) < 100:

@@ -27,7 +27,8 @@ REQUESTS = Counter(
 )
 EVENTS = Counter(
     "storefleet_ingest_events",
-    "Events seen, by outcome: accepted (in Kafka), invalid (in a refused batch), "
+    "Events seen, by outcome: accepted (in Kafka), invalid (in a batch refused with 400), "
+    "forbidden (403: a fleet token posting for another fleet's store), "
     "unavailable (refused with 503).",
     ["outcome"],
 )
@@ -51,6 +52,7 @@ KAFKA_UP = Gauge(
 ACCEPTED = EVENTS.labels("accepted")
 INVALID = EVENTS.labels("invalid")
 UNAVAILABLE = EVENTS.labels("unavailable")
+FORBIDDEN = EVENTS.labels("forbidden")
 
 _requests: dict[tuple[str, int], Any] = {}
 _latency: dict[str, Any] = {}

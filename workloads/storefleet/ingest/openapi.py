@@ -1,12 +1,16 @@
-"""The webhook's OpenAPI 3.1 document, served on GET /openapi.json."""
+"""The webhook's OpenAPI 3.1 document, served on GET /openapi.json.
+
+The event schema is generated from the contract (events.contract.Event); only the paths and the
+error shape are written here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from storefleet import __version__
+from storefleet.events.contract import openapi_schema
 from storefleet.ingest.settings import IngestSettings
-from storefleet.ingest.validation import EVENT_TYPES, MAX_PRICE
 
 _ERROR = {
     "type": "object",
@@ -30,35 +34,10 @@ _ERROR = {
     "required": ["error"],
 }
 
-EVENT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["event_id", "ts", "store_id", "user_id", "type"],
-    "properties": {
-        "event_id": {"type": "string", "minLength": 1, "maxLength": 64},
-        "ts": {"type": "string", "format": "date-time", "example": "2026-11-26T16:00:00.123Z"},
-        "store_id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
-        "user_id": {"type": "integer", "minimum": 0},
-        "type": {"type": "string", "enum": sorted(EVENT_TYPES)},
-        "product_id": {
-            "type": ["integer", "null"],
-            "minimum": 0,
-            "description": "required for product_view, add_to_cart, purchase",
-        },
-        "quantity": {
-            "type": ["integer", "null"],
-            "minimum": 1,
-            "description": "add_to_cart and purchase only; default 1",
-        },
-        "unit_price": {
-            "type": ["number", "null"],
-            "minimum": 0,
-            "maximum": MAX_PRICE,
-            "description": "required for purchase: price paid per unit after any coupon",
-        },
-        "coupon_code": {"type": ["string", "null"], "description": "purchase only"},
-    },
-}
+def event_schemas() -> dict[str, Any]:
+    """The component schemas of the event, generated from the contract's msgspec Struct."""
+    _, components = openapi_schema()
+    return components
 
 
 def _responses(accepted: str) -> dict[str, Any]:
@@ -75,10 +54,15 @@ def _responses(accepted: str) -> dict[str, Any]:
                 }
             },
         },
-        "400": {"description": "malformed body or invalid events; nothing accepted",
-                "content": error},
+        "400": {"description": "malformed body, invalid events, an event_id twice, or an "
+                "event time outside the window; nothing accepted", "content": error},
         "401": {"description": "missing or wrong bearer token", "content": error},
+        "403": {"description": "a fleet token posting for a store of another fleet",
+                "content": error},
+        "408": {"description": "headers or body not received within their deadline",
+                "content": error},
         "413": {"description": "body or batch too large", "content": error},
+        "431": {"description": "request line and headers too large", "content": error},
         "503": {
             "description": "Kafka unavailable or saturated; nothing guaranteed accepted, retry",
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
@@ -130,9 +114,11 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
                 "summary": "Ingest the original system's text lines",
                 "description": (
                     "One line per event: `<ns>;<store_id>;User;<user_id>;<stimulus>;<content>`. "
-                    "The event id is derived from the line, so a line posted twice is one event."
+                    "The event id is derived from the line, so a line posted twice is one event. "
+                    "One bad line refuses the whole body."
                 ),
-                "security": [{"bearer": []}],
+                "security": [{"bearer": []}, {"queryToken": []}] if settings.url_token
+                else [{"bearer": []}],
                 "requestBody": {
                     "required": True,
                     "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -145,7 +131,11 @@ def openapi_document(settings: IngestSettings) -> dict[str, Any]:
         "info": {"title": "StoreFleet ingest webhook", "version": __version__},
         "paths": paths,
         "components": {
-            "schemas": {"Event": EVENT_SCHEMA, "Error": _ERROR},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {**event_schemas(), "Error": _ERROR},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "queryToken": {"type": "apiKey", "in": "query", "name": "token",
+                               "description": "POST /log only; STOREFLEET_INGEST_URL_TOKEN"},
+            },
         },
     }

@@ -16,12 +16,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from storefleet.events.contract import Event, encode
 from storefleet.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -138,20 +139,20 @@ class EventProducer:
         if len(self._producer) + count > self.settings.max_in_flight:
             raise Unavailable("too many events waiting for Kafka", 1)
 
-    async def send(self, events: Iterable[dict[str, Any]], count: int) -> None:
+    async def send(self, events: Sequence[Event]) -> None:
         """Produce canonical events and return once Kafka acknowledged all of them."""
+        count = len(events)
         self.check_available(count)
         delivery = _Delivery(asyncio.get_running_loop(), count)
         report = delivery.report
         produce = self._producer.produce
         topic = self.topic
-        dumps = orjson.dumps
         try:
             for event in events:
                 produce(
                     topic,
-                    dumps(event),
-                    f"{event['store_id']}:{event['user_id']}".encode(),
+                    encode(event),
+                    f"{event.store_id}:{event.user_id}".encode(),
                     on_delivery=report,
                 )
         except (BufferError, KafkaException) as exc:

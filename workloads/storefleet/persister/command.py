@@ -2,7 +2,10 @@
 
 Reads: the Kafka events topic (STOREFLEET_EVENTS_TOPIC, default `events`) as consumer group
 STOREFLEET_PERSISTER_GROUP (default `storefleet-persister`) at STOREFLEET_KAFKA_BOOTSTRAP.
-Writes: PostgreSQL analytics.events at STOREFLEET_PG_DSN, once per event_id; then the offsets.
+Writes: PostgreSQL analytics.events at STOREFLEET_PG_DSN, once per event_id; what it cannot
+store (not a valid event, an event_id stored with other content, a row PostgreSQL refuses) to
+the dead-letter topic STOREFLEET_PERSISTER_DEAD_LETTER_TOPIC (default `events-dead-letter`) with
+the reason (docs/event-contract.md); then the offsets.
 Run: `storefleet persister` (one per few partitions; replicas of one group split them).
 Metrics on STOREFLEET_PERSISTER_METRICS_PORT when set. SIGTERM finishes the current batch.
 """

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from storefleet.endpoints import KAFKA_BOOTSTRAP, PG_DSN, require
 from storefleet.envvars import env_float, env_int
+from storefleet.topics import DEAD_LETTER
 
 PREFIX = "STOREFLEET_PERSISTER_"
 
@@ -22,6 +23,8 @@ class PersisterSettings:
     batch_wait_s: float = 0.5
     # 0 = no metrics endpoint.
     metrics_port: int = 0
+    # Where messages that cannot be stored go, with the reason (events/deadletter.py).
+    dead_letter_topic: str = DEAD_LETTER
 
     def __repr__(self) -> str:  # the DSN carries a password
         return f"PersisterSettings(topic={self.topic!r}, group_id={self.group_id!r})"
@@ -37,4 +40,5 @@ class PersisterSettings:
             batch_max=env_int(env, PREFIX + "BATCH_MAX", 20_000, 1, 1_000_000),
             batch_wait_s=env_float(env, PREFIX + "BATCH_WAIT_S", 0.5, 0.001, 60),
             metrics_port=env_int(env, PREFIX + "METRICS_PORT", 0, 0, 65535),
+            dead_letter_topic=env.get(PREFIX + "DEAD_LETTER_TOPIC", "").strip() or DEAD_LETTER,
         )

@@ -1,16 +1,24 @@
-"""Event validation and normalization (the Cadê Analytics contract)."""
+"""The event contract (events.contract): validation, canonical form, messages naming the bound."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from storefleet.ingest.validation import (
+from storefleet.events import bounds
+from storefleet.events.contract import (
     FIELDS,
+    BatchError,
     EventError,
-    kafka_key,
-    normalize_batch,
+    collect,
+    convert_event,
+    decode_event,
+    encode,
+    format_ts,
     normalize_event,
 )
 
@@ -100,6 +108,11 @@ def test_price_is_rounded_to_cents_and_integers_allowed():
         ({"user_id": 2**63}, "user_id must be between"),
         ({"user_id": 1.0}, "user_id must be an integer"),
         ({"ts": "yesterday"}, "ts is not an RFC 3339"),
+        ({"ts": "2026-11-26T16:00:00.1234567Z"}, "at most microseconds"),
+        ({"ts": "2026-11-26T16:00:00.123١Z"}, "ASCII digits"),
+        ({"store_id": "ALL"}, "reserved"),
+        ({"store_id": "all"}, "reserved"),
+        ({"quantity": 1_000_001}, "quantity must be between 1 and 1000000"),
         ({"ts": "2026-11-26T16:00:00"}, "UTC offset"),
         ({"ts": "2026-11-26T16:00:00+02:00"}, "must be in UTC"),
         ({"ts": "2026-02-30T16:00:00Z"}, "ts is not an RFC 3339"),
@@ -153,19 +166,73 @@ def test_non_objects_are_refused(value):
         normalize_event(value)
 
 
-def test_batch_reports_each_bad_index_and_keeps_order():
+def test_batch_reports_each_bad_index_and_the_counts():
+    import orjson
+
     batch = [event(event_id="a"), event(type="nope"), event(event_id="c"), 7]
-    normalized, errors, count = normalize_batch(batch)
-    assert [e["event_id"] for e in normalized] == ["a", "c"]
-    assert count == 2
-    assert [e["index"] for e in errors] == [1, 3]
-    assert "unknown type" in errors[0]["reason"]
+    with pytest.raises(BatchError) as caught:
+        collect([orjson.dumps(item) for item in batch])
+    assert caught.value.count == 2 and caught.value.total == 4
+    assert [e["index"] for e in caught.value.errors] == [1, 3]
+    assert "unknown type" in caught.value.errors[0]["reason"]
 
 
 def test_batch_error_list_is_capped_but_counted():
-    _, errors, count = normalize_batch([1] * 500, max_errors=100)
-    assert count == 500 and len(errors) == 100
+    with pytest.raises(BatchError) as caught:
+        collect([b"1"] * 500, max_errors=100)
+    assert caught.value.count == 500 and len(caught.value.errors) == 100
 
 
 def test_kafka_key_groups_a_users_events():
-    assert kafka_key(normalize_event(event())) == b"demo-0003:42"
+    assert convert_event(event()).kafka_key() == b"demo-0003:42"
+
+
+# -- canonical form, round trip, OpenAPI (issue 10) ------------------------------------------
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+def test_canonical_time_round_trips_in_every_year(moment):
+    text = format_ts(moment.replace(tzinfo=UTC))
+    assert len(text.split("-")[0]) == 4  # year 999 is "0999", never "999"
+    assert normalize_event(event(ts=text))["ts"] == text
+    assert datetime.fromisoformat(text.replace("Z", "+00:00")) == moment.replace(tzinfo=UTC)
+
+
+VALID_EVENTS = st.builds(
+    lambda kind, user, product, quantity, cents, coupon: {
+        "event_id": "e", "ts": "2026-11-26T16:00:00.5Z", "store_id": "s-1", "user_id": user,
+        "type": kind,
+        **({"product_id": product} if kind in bounds.NEEDS_PRODUCT else {}),
+        **({"quantity": quantity} if kind in bounds.HAS_QUANTITY else {}),
+        **({"unit_price": cents / 100, "coupon_code": coupon} if kind == "purchase" else {}),
+    },
+    st.sampled_from(bounds.EVENT_TYPES),
+    st.integers(0, bounds.MAX_BIGINT),
+    st.integers(0, bounds.MAX_BIGINT),
+    st.integers(1, bounds.MAX_QUANTITY),
+    st.integers(0, bounds.MAX_PRICE_CENTS),
+    st.one_of(st.none(), st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]),
+                                 min_size=1, max_size=bounds.MAX_ID_CHARS)),
+)
+
+
+@given(VALID_EVENTS)
+def test_canonical_bytes_round_trip_exactly(raw):
+    import orjson
+
+    once = encode(decode_event(orjson.dumps(raw)))
+    assert encode(decode_event(once)) == once
+    assert orjson.loads(once)["ts"] == "2026-11-26T16:00:00.500Z"
+
+
+def test_the_openapi_event_schema_is_generated_from_the_contract():
+    from storefleet.ingest.openapi import openapi_document
+    from storefleet.ingest.settings import IngestSettings
+
+    spec = openapi_document(IngestSettings("t", "k:9092"))
+    schema = spec["components"]["schemas"]["Event"]
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]["type"]["enum"]) == set(bounds.EVENT_TYPES)
+    quantity = schema["properties"]["quantity"]["anyOf"][0]
+    assert (quantity["minimum"], quantity["maximum"]) == (1, bounds.MAX_QUANTITY)
+    assert schema["properties"]["store_id"]["pattern"] == f"^{bounds.STORE_ID_PATTERN}$"
