@@ -1,0 +1,84 @@
+"""Smoke checks of the Spark image and the Spark operator image.
+
+The pyspark job runs through the image's entrypoint in `driver` mode (as Spark on Kubernetes
+starts a driver pod), with a local master since there is no cluster: it imports storefleet on the
+driver and on the Python workers, and finds the baked-in Kafka, JDBC and Kubernetes classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storefleet.events.bounds import EVENT_TYPES
+
+from .conftest import run
+
+pytestmark = [pytest.mark.images, pytest.mark.timeout(3600)]
+
+SPARK_VERSION = "4.0.0"
+
+JOB = """
+from pyspark.sql import SparkSession
+from storefleet.events import bounds
+
+spark = SparkSession.builder.appName("image-smoke").getOrCreate()
+jvm = spark.sparkContext._jvm
+for name in ("org.postgresql.Driver",
+             "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend"):
+    jvm.java.lang.Class.forName(name)
+kafka = jvm.org.apache.spark.sql.execution.datasources.DataSource.lookupDataSource(
+    "kafka", spark._jsparkSession.sessionState().conf())
+total = spark.range(1, 101).groupBy().sum("id").first()[0]
+workers = spark.sparkContext.parallelize(range(4), 2).map(
+    lambda _: __import__("storefleet.events.bounds").events.bounds.MAX_QUANTITY).collect()
+print("SMOKE", kafka.getName(), total, len(bounds.EVENT_TYPES), len(set(workers)))
+spark.stop()
+"""
+
+
+def test_spark_image_has_spark_submit(image):
+    done = run(image("spark"), "spark-submit", "--version")
+    assert done.returncode == 0, done.stderr
+    assert f"version {SPARK_VERSION}" in done.stdout + done.stderr
+
+
+def test_spark_driver_runs_a_pyspark_job_with_storefleet_and_kafka(image, shared_dir: Path):
+    (shared_dir / "job.py").write_text(JOB)
+    (shared_dir / "job.py").chmod(0o644)
+    done = run(
+        image("spark"),
+        "driver",
+        "--master",
+        "local[2]",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        "spark.ui.enabled=false",
+        "local:///job/job.py",
+        env={"SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1", "SPARK_LOCAL_IP": "127.0.0.1"},
+        volumes=(f"{shared_dir}:/job:ro",),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("SMOKE "))
+    _, kafka_class, total, types, distinct = line.split()
+    assert kafka_class == "org.apache.spark.sql.kafka010.KafkaSourceProvider"
+    assert int(total) == sum(range(1, 101))
+    assert int(types) == len(EVENT_TYPES)
+    assert int(distinct) == 1
+    uid = run(image("spark"), "id", "-u")
+    assert uid.stdout.strip() == "185"
+
+
+def test_spark_operator_image_runs_the_operator_and_has_spark_submit(image):
+    ref = image("spark-operator")
+    done = run(ref, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "controller" in done.stdout and "webhook" in done.stdout
+    controller = run(ref, "controller", "start", "--help")
+    assert controller.returncode == 0, controller.stderr
+    assert "--namespaces" in controller.stdout
+    submit = run(ref, "--version", entrypoint="/opt/spark/bin/spark-submit")
+    assert f"version {SPARK_VERSION}" in submit.stdout + submit.stderr
