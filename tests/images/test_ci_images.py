@@ -76,7 +76,7 @@ def test_redis_answers_with_the_chart_command(image, container, shared_dir: Path
         image("redis"),
         "sh",
         "-c",
-        'exec valkey-server --port 6379 --dir /data --appendonly yes'
+        "exec valkey-server --port 6379 --dir /data --appendonly yes"
         ' --requirepass "$REDIS_PASSWORD"',
         user="999:999",
         read_only=True,

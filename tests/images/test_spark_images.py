@@ -72,6 +72,33 @@ def test_spark_driver_runs_a_pyspark_job_with_storefleet_and_kafka(image, shared
     assert uid.stdout.strip() == "185"
 
 
+def test_spark_executor_mode_starts_the_kubernetes_backend_from_the_environment(image):
+    # No driver listens: the backend must start with the settings Spark passes by environment
+    # (memory, JVM options, driver URL) and then fail to reach that driver.
+    memory_mib = 384
+    done = run(
+        image("spark"),
+        "executor",
+        env={
+            "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@127.0.0.1:7078",
+            "SPARK_EXECUTOR_ID": "1",
+            "SPARK_EXECUTOR_CORES": "1",
+            "SPARK_EXECUTOR_MEMORY": f"{memory_mib}m",
+            "SPARK_APPLICATION_ID": "spark-smoke",
+            "SPARK_EXECUTOR_POD_IP": "127.0.0.1",
+            "SPARK_EXECUTOR_POD_NAME": "smoke-exec-1",
+            "SPARK_RESOURCE_PROFILE_ID": "0",
+            "SPARK_JAVA_OPT_0": "-XX:+PrintCommandLineFlags",
+        },
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"-XX:MaxHeapSize={memory_mib * 1024 * 1024}" in output
+    assert "KubernetesExecutorBackend: Started daemon" in output
+    assert "Failed to connect to /127.0.0.1:7078" in output
+
+
 def test_spark_operator_image_runs_the_operator_and_has_spark_submit(image):
     ref = image("spark-operator")
     done = run(ref, "--help")

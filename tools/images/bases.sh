@@ -46,7 +46,7 @@ base_inputs() {
 }
 
 ensure_base() {
-    local name="$1" want ref archive start context
+    local name="$1" want ref archive start context old_id
     [[ -n "${done_hash[$name]:-}" ]] && return 0
     [[ "$name" == debian ]] || ensure_base "${parent[$name]}"
     want="$(base_inputs "$name")"
@@ -59,6 +59,7 @@ ensure_base() {
         log "base-$name loaded from $archive"
     else
         start=$SECONDS
+        old_id="$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
         log "building base-$name"
         if [[ "$name" == debian ]]; then
             "$images_tools/debian-rootfs.sh" "$want"
@@ -71,6 +72,9 @@ ensure_base() {
                 -f "$images_tools/bases/$name/Dockerfile" -t "$ref" "$context" >&2
         fi
         log "built base-$name in $((SECONDS - start)) s"
+        if [[ -n "$old_id" && "$old_id" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
+            podman rmi "$old_id" >/dev/null 2>&1 || true
+        fi
         mkdir -p "$bases_cache"
         rm -f "$archive.inputs"
         podman save -q --format docker-archive -o "$archive.partial" "$ref"

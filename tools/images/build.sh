@@ -69,16 +69,25 @@ for name in "${names[@]}"; do
     if [[ "$(image_label "$ref")" == "$want" ]]; then
         result=cached
     else
-        log "building $ref"
+        log "building $ref (log: $images_cache/logs/$name.log)"
+        old_id="$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
         volumes=()
         if [[ "$name" == spark-operator ]] && command -v go >/dev/null; then
             # The machine's Go module and build caches: modules are not downloaded twice and a
             # rebuild only compiles what changed. (A Docker build downloads them itself.)
             volumes=(-v "$(go env GOMODCACHE):/go/pkg/mod" -v "$(go env GOCACHE):/root/.cache/go-build")
         fi
-        buildah bud --pull-never --layers --network host --quiet \
+        mkdir -p "$images_cache/logs"
+        if ! buildah bud --pull-never --layers --network host \
             --label "$inputs_label=$want" "${args[@]}" "${volumes[@]}" \
-            -f "$repo_root/${dockerfile[$name]}" -t "$ref" "$repo_root" >&2
+            -f "$repo_root/${dockerfile[$name]}" -t "$ref" "$repo_root" >"$images_cache/logs/$name.log" 2>&1; then
+            tail -n 40 "$images_cache/logs/$name.log" >&2
+            die "building $ref failed (whole log: $images_cache/logs/$name.log)"
+        fi
+        # The replaced image is now untagged: drop it (kept if another image still uses it).
+        if [[ -n "$old_id" && "$old_id" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
+            podman rmi "$old_id" >/dev/null 2>&1 || true
+        fi
         result=built
     fi
     size="$(podman image inspect --format '{{.Size}}' "$ref")"

@@ -31,6 +31,13 @@ cat > "$rootfs/etc/apt/apt.conf.d/90storefleet" <<'APT'
 APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 Acquire::Languages "none";
+Acquire::GzipIndexes "true";
+Acquire::CompressionTypes::Order:: "gz";
+// Keep no downloaded .deb nor package cache in an image layer.
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
 APT
 cat > "$rootfs/etc/dpkg/dpkg.cfg.d/90storefleet" <<'DPKG'
 path-exclude /usr/share/doc/*
