@@ -91,7 +91,9 @@ def container() -> Iterator[Callable[..., str]]:
         if user:
             opts += ["--user", user]
         if read_only:
-            opts += ["--read-only"]
+            # As readOnlyRootFilesystem in a pod: nothing is writable but the declared volumes
+            # (podman would otherwise add its own /run and /tmp).
+            opts += ["--read-only", "--read-only-tmpfs=false"]
         for path in tmpfs:
             opts += ["--tmpfs", path]
         for key, value in (env or {}).items():
@@ -104,6 +106,9 @@ def container() -> Iterator[Callable[..., str]]:
 
     yield start
     for name in names:
+        # Shown by pytest only when the test failed: what the container said.
+        logs = podman("logs", "--tail", "40", name, check=False)
+        print(f"--- podman logs {name}\n{logs.stdout}{logs.stderr}")
         podman("rm", "-f", "-t", "2", name, check=False)
 
 

@@ -22,7 +22,8 @@ def test_postgresql_initialises_utf8_and_checks_passwords(image, container, shar
         image("postgresql"),
         user="999:999",
         read_only=True,
-        tmpfs=("/var/run/postgresql", "/tmp"),
+        # emptyDir volumes in the chart: world-writable, like these.
+        tmpfs=("/var/run/postgresql:mode=1777", "/tmp:mode=1777"),
         env={
             "POSTGRES_USER": "storefleet",
             "POSTGRES_DB": "fleetdb",
