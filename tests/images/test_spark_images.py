@@ -42,6 +42,10 @@ def test_spark_image_has_spark_submit(image):
     done = run(image("spark"), "spark-submit", "--version")
     assert done.returncode == 0, done.stderr
     assert f"version {SPARK_VERSION}" in done.stdout + done.stderr
+    # The file SparkApplications run, with the job's own subcommand.
+    main = run(image("spark"), "python", "/opt/storefleet/storefleet_main.py", "insights", "--help")
+    assert main.returncode == 0, main.stderr
+    assert "Usage:" in main.stdout
 
 
 def test_spark_driver_runs_a_pyspark_job_with_storefleet_and_kafka(image, shared_dir: Path):
