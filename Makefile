@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # Extras of the storefleet package installed into .venv: every component's dependencies.
 EXTRAS := dev,operator,spark,dashboard
 
-.PHONY: setup system-packages python jars tools up test lint bench clean
+.PHONY: setup system-packages python jars tools images up test lint bench clean
 
 ## setup: everything a fresh machine needs (Debian packages, .venv, jars, Go-built tools)
 setup: system-packages python jars tools
@@ -37,6 +37,12 @@ jars:
 tools:
 	tools/kube/install.sh
 	tools/spark-operator/install.sh
+
+## images: build every image with buildah from local Debian bases (no registry needed) and save
+## docker-archives for the test node (docs/images.md); IMAGES="spark redis" builds only those.
+IMAGES ?=
+images:
+	tools/images/build.sh --save $(IMAGES)
 
 ## up: the whole platform locally from $(MANIFEST), until Ctrl-C
 # The platform needs no Kubernetes tools, so `up` skips building them.

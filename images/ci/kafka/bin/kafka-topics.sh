@@ -1,0 +1,3 @@
+#!/usr/bin/env bash
+# kafka-topics.sh --bootstrap-server HOST:PORT --create|--list|--describe ...
+exec "$(dirname "$0")/kafka-run-class.sh" org.apache.kafka.tools.TopicCommand "$@"
