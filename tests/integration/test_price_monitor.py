@@ -9,7 +9,6 @@ import queue
 import random
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -26,11 +25,12 @@ import redis
 
 from storefleet.fleet import PriceUpdater
 from storefleet.prices.monitor import DealWatch, find_deals
-from storefleet.prices.rpc import REQUESTS_KEY, ask_deals
+from storefleet.prices.rpc import REQUESTS_KEY, ask, ask_deals
 from storefleet.prices.settings import ROLE
 from storefleet.prices.updater import MONTH, backfill, update_prices
 from storefleet.prices.watches import deals_channel
 from tests.conftest import wait_for
+from tests.integration.price_monitor_service import MonitorService
 
 pytestmark = pytest.mark.services
 
@@ -394,58 +394,6 @@ def test_the_deals_command_prints_json(crafted, pg_dsn: str) -> None:
 ROLE_PASSWORD = secrets.token_urlsafe(18)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class MonitorService:
-    """`storefleet price-monitor` as a child process; start() waits for /readyz."""
-
-    def __init__(self, pg_dsn: str, redis_url: str, log_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / "price-monitor.log"
-        self.env = {**os.environ, "STOREFLEET_PG_DSN": pg_dsn, "STOREFLEET_REDIS_URL": redis_url,
-                    "STOREFLEET_PRICE_MONITOR_DB_USER": ROLE,
-                    "STOREFLEET_PRICE_MONITOR_DB_PASSWORD": ROLE_PASSWORD,
-                    # Watches must follow price changes, not a periodic sweep.
-                    "STOREFLEET_PRICE_MONITOR_WATCH_INTERVAL_SECONDS": "3600"}
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "storefleet", "price-monitor", "--host", "127.0.0.1",
-                 "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-        def ready() -> bool:
-            assert self.process.poll() is None, self.log_path.read_text()
-            try:
-                return httpx.get(self.url + "/readyz", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, 60, "price monitor ready")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self.process = None
-
-    def get(self, path: str, **params) -> httpx.Response:
-        return httpx.get(self.url + path, params=params, timeout=30)
-
-    def post(self, path: str, body) -> httpx.Response:
-        return httpx.post(self.url + path, json=body, timeout=30)
-
-
 @pytest.fixture(scope="session")
 def role_password(services) -> str:
     result = subprocess.run(
@@ -459,7 +407,7 @@ def role_password(services) -> str:
 
 @pytest.fixture
 def service(pg_dsn: str, redis_url: str, role_password: str, tmp_path: Path):
-    monitor = MonitorService(pg_dsn, redis_url, tmp_path)
+    monitor = MonitorService(pg_dsn, redis_url, tmp_path, role=(ROLE, role_password))
     monitor.start()
     try:
         yield monitor
@@ -654,3 +602,32 @@ def test_the_service_serves_its_openapi_document_and_health(service) -> None:
     assert names == ["months", "discount", "store", "limit", "at"]
     assert service.get("/healthz").status_code == 200
     assert service.get("/readyz").json() == {"status": "ready"}
+
+
+def test_watches_over_redis_as_the_dashboard_keeps_them(conn, service, rclient) -> None:
+    now = conn.execute("SELECT now()").fetchone()[0]
+    add_product(conn, "r1", 1, [(now - 90 * DAY, 100)])
+    status, watch = ask(rclient, "create_watch", {"months": 1, "discount": "20", "store": "r1",
+                                                   "owner": "bo"}, timeout=30)
+    assert status == 201 and (watch["store"], watch["owner"], watch["discount"]) == (
+        "r1", "bo", 20)
+    status, listed = ask(rclient, "watches", {"owner": "bo"}, timeout=30)
+    assert status == 200 and [w["id"] for w in listed["watches"]] == [watch["id"]]
+    assert ask(rclient, "watches", {"owner": "nobody"}, timeout=30) == (200, {"watches": []})
+    wait_for(lambda: service.get(f"/v1/watches/{watch['id']}").json()["checked_at"], 30,
+             "first check")
+    conn.execute("UPDATE conta_verde.products SET price = 70 WHERE store_id = 'r1'")
+
+    def kept():
+        status, body = ask(rclient, "watch_deals", {"watch_id": watch["id"]}, timeout=30)
+        assert status == 200
+        return body["deals"]
+
+    [deal] = wait_for(kept, 30, "the watch's deal")
+    assert (deal["store_id"], deal["current_price"], deal["discount_percent"]) == ("r1", 70, 30)
+    assert ask(rclient, "watch_deals", {"watch_id": "nope"}, timeout=30)[0] == 404
+    assert ask(rclient, "watch_deals", {"watch_id": watch["id"], "after": -1}, timeout=30)[1][
+        "field"] == "after"
+    assert ask(rclient, "dance", {}, timeout=30)[1]["field"] == "op"
+    assert ask(rclient, "create_watch", {"months": 1, "discount": 20, "store": "zz"},
+               timeout=30)[0] == 404

@@ -37,7 +37,7 @@ from storefleet.prices.request import (
     first_error,
 )
 from storefleet.prices.rpc import RequestServer
-from storefleet.prices.service import PriceMonitor, answer_deals, open_pool
+from storefleet.prices.service import PriceMonitor, answer_request, open_pool
 from storefleet.prices.settings import MonitorSettings
 from storefleet.prices.watches import WatchKeeper
 
@@ -58,8 +58,9 @@ def create_app(settings: MonitorSettings) -> FastAPI:
         client = aioredis.Redis.from_url(settings.redis_url)
         monitor = PriceMonitor(pool)
         keeper = WatchKeeper(settings, pool, client)
-        server = RequestServer(client, lambda fields: answer_deals(monitor, fields),
-                               concurrency=settings.pool_size)
+        server = RequestServer(
+            client, lambda fields: answer_request(monitor, fields, keeper.check_soon),
+            concurrency=settings.pool_size)
         app.state.monitor, app.state.keeper, app.state.redis = monitor, keeper, client
         tasks.extend([asyncio.create_task(keeper.run(), name="watch-keeper"),
                       asyncio.create_task(server.run(), name="redis-requests")])

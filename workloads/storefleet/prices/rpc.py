@@ -1,8 +1,9 @@
 """Deals over Redis request/reply: how the dashboard asks the price monitor (as in the original).
 
 Request: the client RPUSHes onto list `storefleet:prices:requests` a JSON object
-  {"id": "<1-64 of A-Z a-z 0-9 _ ->", "months": 3, "discount": 10, "store": null, "limit": 10,
-   "at": null, "expires_at": <epoch seconds>}
+  {"id": "<1-64 of A-Z a-z 0-9 _ ->", "op": "deals", "months": 3, "discount": 10,
+   "store": null, "limit": 10, "at": null, "expires_at": <epoch seconds>}
+(`op` may also be create_watch, watches or watch_deals: storefleet.prices.service.answer_request)
 and BLPOPs the key `storefleet:prices:replies:<id>` until its own timeout.
 Reply: the service LPUSHes onto that key {"id", "status", "body"} and lets the key expire after
 REPLY_TTL_SECONDS; `status` and `body` are exactly what GET /v1/deals answers (200 deals, 400 a
@@ -32,7 +33,6 @@ log = logging.getLogger("storefleet.prices.rpc")
 REQUESTS_KEY = "storefleet:prices:requests"
 REPLY_PREFIX = "storefleet:prices:replies:"
 REPLY_TTL_SECONDS = 60
-REQUEST_FIELDS = ("months", "discount", "store", "limit", "at")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -47,14 +47,23 @@ class ReplyTimeout(TimeoutError):
 def ask_deals(client: redis.Redis, months: Any, discount: Any, store: str | None = None,
               limit: int | None = None, at: str | None = None,
               timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
-    """Ask the price monitor over Redis; (status, body) as GET /v1/deals would answer.
+    """Ask the price monitor for deals over Redis; (status, body) as GET /v1/deals answers.
 
     Blocks up to `timeout` seconds; raises ReplyTimeout when no reply came, redis errors when
     Redis is unreachable.
     """
+    return ask(client, "deals", {"months": months, "discount": discount, "store": store,
+                                 "limit": limit, "at": at}, timeout)
+
+
+def ask(client: redis.Redis, op: str, fields: dict[str, Any],
+        timeout: float = 5.0) -> tuple[int, dict[str, Any]]:
+    """Any request (`op`: deals, create_watch, watches, watch_deals; see
+    storefleet.prices.service.answer_request); (status, body) as the HTTP API answers."""
     request_id = secrets.token_urlsafe(16)
-    request = {"id": request_id, "months": months, "discount": discount, "store": store,
-               "limit": limit, "at": at, "expires_at": time.time() + timeout}
+    if "id" in fields or "expires_at" in fields:
+        raise ValueError("`id` and `expires_at` are the request's own fields")
+    request = {**fields, "id": request_id, "op": op, "expires_at": time.time() + timeout}
     client.rpush(REQUESTS_KEY, json.dumps(request, default=str))
     # BLPOP's timeout is whole or fractional seconds; at least a little so 0 is not "forever".
     item = client.blpop([reply_key(request_id)], timeout=max(0.01, timeout))
@@ -115,7 +124,12 @@ class RequestServer:
             return
         fields = {k: v for k, v in request.items() if k not in ("id", "expires_at")}
         began = time.perf_counter()
-        status, body = await self.answer(fields)
+        try:
+            status, body = await self.answer(fields)
+        except Exception as exc:
+            # One request must never stop the server: answer it 500 and go on.
+            log.exception("request %s failed", request_id)
+            status, body = 500, {"error": f"internal error: {type(exc).__name__}"}
         metrics.REQUEST_SECONDS.labels("redis").observe(time.perf_counter() - began)
         metrics.REQUESTS.labels("redis", str(status)).inc()
         key = reply_key(request_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,7 @@ from storefleet.prices.request import (
     RequestError,
     WatchRequest,
     parse_deals_request,
+    parse_watch_request,
 )
 from storefleet.prices.settings import MonitorSettings
 
@@ -172,13 +174,47 @@ def kept_deal_json(row: tuple[Any, ...]) -> dict[str, Any]:
 
 async def answer_deals(monitor: PriceMonitor, fields: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """(status, body) for loose request fields: the one answer of both HTTP and Redis."""
+    return await answer_request(monitor, {**fields, "op": "deals"})
+
+
+OPS = ("deals", "create_watch", "watches", "watch_deals")
+
+
+async def answer_request(monitor: PriceMonitor, fields: dict[str, Any],
+                         on_watch_created: Callable[[str], None] | None = None,
+                         ) -> tuple[int, dict[str, Any]]:
+    """(status, body) of a Redis request, as the matching HTTP call would answer it.
+
+    `op` (default "deals"): "deals" (the fields of GET /v1/deals), "create_watch" (the body of
+    POST /v1/watches; 201), "watches" (`owner`), "watch_deals" (`watch_id`, `after`).
+    """
+    fields = dict(fields)
+    op = fields.pop("op", None) or "deals"
     try:
-        request = parse_deals_request(fields)
-        return 200, await monitor.deals(request)
+        if op == "deals":
+            return 200, await monitor.deals(parse_deals_request(fields))
+        if op == "create_watch":
+            watch = await monitor.create_watch(parse_watch_request(fields))
+            if on_watch_created is not None:
+                on_watch_created(watch["id"])
+            return 201, watch
+        if op == "watches":
+            owner = fields.get("owner")
+            if owner is not None and not isinstance(owner, str):
+                raise RequestError("owner", "owner must be a string")
+            return 200, {"watches": await monitor.watches(owner)}
+        if op == "watch_deals":
+            watch_id, after = fields.get("watch_id"), fields.get("after") or 0
+            if not isinstance(watch_id, str):
+                raise RequestError("watch_id", "watch_id must be the watch's id")
+            if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+                raise RequestError("after", "after must be a whole number >= 0")
+            return 200, await monitor.watch_deals(watch_id, after)
+        raise RequestError("op", f"op must be one of {', '.join(OPS)}, got {op!r}")
     except RequestError as exc:
         return 400, exc.as_json()
     except NotFound as exc:
         return 404, exc.as_json()
     except (psycopg.Error, PoolTimeout) as exc:
-        log.warning("deals request failed: %s", exc)
+        log.warning("%s request failed: %s", op, exc)
         return 503, {"error": f"database unavailable: {str(exc).strip().splitlines()[0]}"}
