@@ -166,7 +166,7 @@ def test_values_set_port_service_interval_and_an_existing_secret(cluster: Cluste
     ("priceMonitor.colour=red", "at '/priceMonitor': additional properties 'colour'"),
     # The role's credentials come only from its Secret, never as a plain value.
     ("priceMonitor.extraEnv.STOREFLEET_PRICE_MONITOR_DB_PASSWORD=pw",
-     "at '/priceMonitor/extraEnv'"),
+     "at '/priceMonitor/extraEnv/STOREFLEET_PRICE_MONITOR_DB_PASSWORD': false schema"),
     ("priceMonitor.extraEnv.STOREFLEET_PG_DSN=postgresql://x",
      "at '/priceMonitor/extraEnv': additional properties 'STOREFLEET_PG_DSN'"),
 ])
