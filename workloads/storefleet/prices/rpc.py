@@ -64,11 +64,17 @@ def ask(client: redis.Redis, op: str, fields: dict[str, Any],
     if "id" in fields or "expires_at" in fields:
         raise ValueError("`id` and `expires_at` are the request's own fields")
     request = {**fields, "id": request_id, "op": op, "expires_at": time.time() + timeout}
+    deadline = time.monotonic() + timeout
     client.rpush(REQUESTS_KEY, json.dumps(request, default=str))
-    # BLPOP's timeout is whole or fractional seconds; at least a little so 0 is not "forever".
-    item = client.blpop([reply_key(request_id)], timeout=max(0.01, timeout))
-    if item is None:
-        raise ReplyTimeout(f"no reply from the price monitor within {timeout:g} s")
+    while True:
+        # Waits of at most a second: a client's socket timeout (redis-py's default is 5 s)
+        # must not end a longer wait. BLPOP returns as soon as the reply is pushed.
+        wait = min(1.0, deadline - time.monotonic())
+        if wait <= 0:
+            raise ReplyTimeout(f"no reply from the price monitor within {timeout:g} s")
+        item = client.blpop([reply_key(request_id)], timeout=max(0.01, wait))
+        if item is not None:
+            break
     reply = json.loads(item[1])
     return int(reply["status"]), reply["body"]
 
