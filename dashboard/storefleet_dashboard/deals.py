@@ -22,8 +22,7 @@ from typing import Any
 import redis
 
 from storefleet.prices.monitor import Deal
-from storefleet.prices.rpc import ReplyTimeout, ask, ask_deals
-from storefleet.prices.watches import DEALS_CHANNEL_PREFIX
+from storefleet.prices.rpc import DEALS_CHANNEL_PREFIX, ReplyTimeout, ask, ask_deals
 
 log = logging.getLogger(__name__)
 

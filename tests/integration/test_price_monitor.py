@@ -25,10 +25,9 @@ import redis
 
 from storefleet.fleet import PriceUpdater
 from storefleet.prices.monitor import DealWatch, find_deals
-from storefleet.prices.rpc import REQUESTS_KEY, ask, ask_deals
+from storefleet.prices.rpc import REQUESTS_KEY, ask, ask_deals, deals_channel
 from storefleet.prices.settings import ROLE
 from storefleet.prices.updater import MONTH, backfill, update_prices
-from storefleet.prices.watches import deals_channel
 from tests.conftest import wait_for
 from tests.integration.price_monitor_service import MonitorService
 

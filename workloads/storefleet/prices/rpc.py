@@ -36,6 +36,15 @@ REPLY_TTL_SECONDS = 60
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+# Redis pub/sub channel prefix of the watches' new deals (storefleet.prices.watches publishes).
+DEALS_CHANNEL_PREFIX = "storefleet:deals:"
+
+
+def deals_channel(watch_id: str) -> str:
+    """Redis pub/sub channel of a watch's new deals."""
+    return DEALS_CHANNEL_PREFIX + watch_id
+
+
 def reply_key(request_id: str) -> str:
     return REPLY_PREFIX + request_id
 

@@ -32,17 +32,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from storefleet.prices import metrics
 from storefleet.prices.monitor import CHANNEL, find_deals_async
+from storefleet.prices.rpc import deals_channel
 from storefleet.prices.service import kept_deal_json
 from storefleet.prices.settings import MonitorSettings
 
 log = logging.getLogger("storefleet.prices.watches")
 
-DEALS_CHANNEL_PREFIX = "storefleet:deals:"
-
-
-def deals_channel(watch_id: str) -> str:
-    """Redis pub/sub channel of a watch's new deals."""
-    return DEALS_CHANNEL_PREFIX + watch_id
 
 
 class WatchKeeper:
