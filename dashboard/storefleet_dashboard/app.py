@@ -21,13 +21,14 @@ from panel.theme import Fast
 from storefleet.insights.contract import ALL, METRICS
 from storefleet.prices.monitor import MAX_MONTHS, MIN_MONTHS, check_discount
 from storefleet_dashboard import formatting as fmt
-from storefleet_dashboard.fleetdb import (
+from storefleet_dashboard.deals import (
     DealsPoller,
     DealsQuery,
     DealsReply,
-    FleetPoller,
-    FleetSnapshot,
+    WatchBoard,
+    WatchesReply,
 )
+from storefleet_dashboard.fleetdb import FleetPoller, FleetSnapshot
 from storefleet_dashboard.state import InsightCache, RedisFeed
 
 ACCENT = "#2e7d32"
@@ -67,6 +68,7 @@ class Sources:
     refresh_seconds: float = 1.0
     feed: RedisFeed | None = None
     deals: DealsPoller | None = None
+    watches: WatchBoard | None = None
 
 
 def _number(name: str, fmt_text: str = "{value:,.0f}") -> pn.indicators.Number:
@@ -138,7 +140,7 @@ class Page:
         self.errors_total = _number("Errors / min")
         self.errors_table = _html()
 
-        # Price deals: asked of the price monitor through the server's DealsPoller.
+        # Price deals: asked of the price-monitor service through the server's DealsPoller.
         self.deal_months = pn.widgets.IntInput(name="Period (months)", value=3, start=MIN_MONTHS,
                                                end=MAX_MONTHS, step=1, width=140)
         # The monitor wants 0 < D < 100.
@@ -147,6 +149,14 @@ class Page:
         self.deals_table = _html()
         self.deals_status = _html()
         self.deals_seen: tuple[Any, ...] | None = None
+        # A user's standing watches (by name), kept by the service; new deals arrive live.
+        self.watch_owner = pn.widgets.TextInput(name="Your name", placeholder="e.g. ana",
+                                                width=160)
+        self.watch_button = pn.widgets.Button(name="Watch these deals", button_type="primary",
+                                              width=160, align="end")
+        self.watches_html = _html()
+        self.watches_seen: tuple[Any, ...] | None = None
+        self.watch_note = ""
 
     def layout(self) -> list[Any]:
         return [
@@ -184,6 +194,8 @@ class Page:
                 _card("Price deals",
                       pn.Row(self.deal_months, self.deal_discount), self.deals_table,
                       self.deals_status),
+                _card("Your price watches",
+                      pn.Row(self.watch_owner, self.watch_button), self.watches_html),
                 sizing_mode="stretch_width",
             ),
         ]
@@ -214,6 +226,7 @@ class Page:
         if status != self.updated.object:
             self.updated.object = status
         self._show_deals(scope)
+        self._show_watches()
         marker = (scope, cache.version, id(snapshot))
         if marker == self.seen:
             return
@@ -307,11 +320,37 @@ class Page:
             return
         self.deals_seen = marker
         if poller is None:
-            self.deals_table.object = ('<p class="sf-empty">PostgreSQL not configured '
-                                       "(STOREFLEET_PG_DSN): no price deals</p>")
+            self.deals_table.object = '<p class="sf-empty">no price monitor configured</p>'
             self.deals_status.object = ""
             return
         self.deals_table.object, self.deals_status.object = _deals_html(query, reply)
+
+    def watch_these_deals(self) -> None:
+        """The button: a standing watch of the deals the inputs describe, for the named user."""
+        board, owner = self.sources.watches, (self.watch_owner.value or "").strip()
+        query = self.deals_query(self.select.value or ALL)
+        if board is None:
+            self.watch_note = "no price monitor configured"
+        elif not owner:
+            self.watch_note = "enter your name first: watches are kept per name"
+        elif query is None:
+            self.watch_note = "choose a valid period and discount first"
+        else:
+            board.create(owner, query)
+            self.watch_note = "asking the price monitor…"
+        self.watches_seen = None
+        self.refresh()
+
+    def _show_watches(self) -> None:
+        board, owner = self.sources.watches, (self.watch_owner.value or "").strip()
+        reply = board.watches(owner) if board is not None and owner else None
+        if reply is not None and reply.note:
+            self.watch_note = reply.note
+        marker = (owner, id(reply), self.watch_note)
+        if marker == self.watches_seen:
+            return
+        self.watches_seen = marker
+        self.watches_html.object = _watches_html(owner, reply, self.watch_note)
 
 
 def _deals_html(query: DealsQuery | None, reply: DealsReply | None) -> tuple[str, str]:
@@ -326,12 +365,45 @@ def _deals_html(query: DealsQuery | None, reply: DealsReply | None) -> tuple[str
         f"no product {query.discount}% or more below its {query.months}-month average",
         numeric=[2, 3, 4])
     if reply.error:
-        table = f'<p class="sf-empty">PostgreSQL: {html.escape(reply.error)}</p>' + table
+        table = f'<p class="sf-empty">price monitor: {html.escape(reply.error)}</p>' + table
     when = f"{reply.read_at:%H:%M:%S} UTC" if reply.read_at else "never"
     months = f"{query.months} month{'s' if query.months != 1 else ''}"
     status = (f'<p class="sf-window">{len(reply.deals)} shown (top 10) against the '
               f"time-weighted average price of the last {months}, read {when}</p>")
     return table, status
+
+
+def _watches_html(owner: str, reply: WatchesReply | None, note: str) -> str:
+    """The user's watches, each with its newest deals (newest first)."""
+    parts = [f'<p class="sf-window">{html.escape(note)}</p>'] if note else []
+    if not owner:
+        parts.append('<p class="sf-empty">enter your name to see your watches; "Watch these '
+                     'deals" keeps the deals card\'s question and tells you of new deals</p>')
+        return "".join(parts)
+    if reply is None:
+        return "".join([*parts, '<p class="sf-empty">asking the price monitor…</p>'])
+    if reply.error:
+        parts.append(f'<p class="sf-empty">price monitor: {html.escape(reply.error)}</p>')
+    if not reply.watches:
+        parts.append(f'<p class="sf-empty">{html.escape(owner)} has no watches yet</p>')
+    for view in reply.watches:
+        watch = view.watch
+        where = f"store {watch['store']}" if watch.get("store") else "all stores"
+        months = f"{watch['months']} month{'s' if watch['months'] != 1 else ''}"
+        parts.append(f'<p class="sf-window"><b>{fmt.format_decimal(watch["discount"], 1)} % '
+                     f"below the {months} average, {html.escape(where)}</b></p>")
+        rows = [[d["store_id"], d["name"], fmt.format_money(d["current_price"]),
+                 fmt.format_money(d["average_price"]),
+                 f"{fmt.format_decimal(d['discount_percent'], 1)} %",
+                 _clock(d["detected_at"])] for d in view.deals]
+        parts.append(fmt.html_table(["Store", "Product", "Price", "Average", "Discount", "Found"],
+                                    rows, "no new deal yet", numeric=[2, 3, 4]))
+    return "".join(parts)
+
+
+def _clock(text: Any) -> str:
+    moment = fmt.parse_time(text)
+    return f"{moment:%H:%M:%S} UTC" if moment else fmt.DASH
 
 
 def _window_line(payload: dict[str, Any] | None) -> str:
@@ -345,6 +417,7 @@ def build_page(sources: Sources) -> pn.template.FastListTemplate:
     if pn.state.location is not None:
         # ?scope=demo-0003 opens a store directly and the address follows the selector.
         pn.state.location.sync(page.select, {"value": "scope"})
+        pn.state.location.sync(page.watch_owner, {"value": "owner"})
     page.refresh()
     template = pn.template.FastListTemplate(
         title="StoreFleet insights",
@@ -361,5 +434,7 @@ def build_page(sources: Sources) -> pn.template.FastListTemplate:
     page.select.param.watch(lambda _event: page.refresh(), "value")
     page.deal_months.param.watch(lambda _event: page.refresh(), "value")
     page.deal_discount.param.watch(lambda _event: page.refresh(), "value")
+    page.watch_owner.param.watch(lambda _event: page.refresh(), "value")
+    page.watch_button.on_click(lambda _event: page.watch_these_deals())
     pn.state.add_periodic_callback(page.refresh, period=int(sources.refresh_seconds * 1000))
     return template

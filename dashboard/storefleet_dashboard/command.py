@@ -2,8 +2,8 @@
 
 Reads: Redis (STOREFLEET_REDIS_URL, required): keys storefleet:insights:<scope>:<metric> at start
 and the pub/sub channels storefleet:insights:<scope> after (storefleet.insights.contract);
-PostgreSQL (STOREFLEET_PG_DSN, optional): conta_verde.coupons, simulator.stores, and the price
-deals of the price monitor (storefleet.prices.monitor.find_deals over the price history).
+PostgreSQL (STOREFLEET_PG_DSN, optional): conta_verde.coupons, simulator.stores. Price deals and
+watches are asked of the price-monitor service over Redis request/reply (storefleet.prices.rpc).
 Writes: nothing; serves the page on http://H:P/ (and /liveness for probes).
 Run: `eval $(storefleet services env) && storefleet dashboard --port 15006`, or let
 `storefleet up` start it. All JavaScript and CSS are served by this process (no CDN).
@@ -56,17 +56,18 @@ def dashboard(port: int, host: str, origins: tuple[str, ...]) -> None:
     import panel as pn
 
     from storefleet_dashboard.app import Sources, build_page
-    from storefleet_dashboard.fleetdb import DealsPoller, FleetPoller
+    from storefleet_dashboard.deals import DealsPoller, WatchBoard
+    from storefleet_dashboard.fleetdb import FleetPoller
     from storefleet_dashboard.state import InsightCache, RedisFeed
 
     cache = InsightCache()
     feed = RedisFeed(settings.redis_url, cache).start()
     fleet = FleetPoller(settings.pg_dsn, settings.db_poll_seconds).start() \
         if settings.pg_dsn else None
-    deals = DealsPoller(settings.pg_dsn, settings.db_poll_seconds).start() \
-        if settings.pg_dsn else None
+    deals = DealsPoller(settings.redis_url, settings.db_poll_seconds).start()
+    watches = WatchBoard(settings.redis_url, settings.db_poll_seconds).start()
     sources = Sources(cache=cache, fleet=fleet, refresh_seconds=settings.refresh_seconds,
-                      feed=feed, deals=deals)
+                      feed=feed, deals=deals, watches=watches)
     click.echo(f"dashboard on http://{host}:{port}/", err=True)
     try:
         pn.serve(
@@ -83,5 +84,5 @@ def dashboard(port: int, host: str, origins: tuple[str, ...]) -> None:
         feed.stop()
         if fleet is not None:
             fleet.stop()
-        if deals is not None:
-            deals.stop()
+        deals.stop()
+        watches.stop()

@@ -1,6 +1,8 @@
 """The dashboard in a real browser: insights written to Redis per the contract show on the page,
-a published update appears without a reload, and the page loads nothing from outside the
-machine. Needs Debian's chromium (scripts/install-system-packages.sh) and the `dashboard` extra.
+a published update appears without a reload, the price deals come from the price-monitor
+service (a real `storefleet price-monitor` asked over Redis) and follow the inputs, a user's watch
+shows its new deals live, and the page loads nothing from outside the machine. Needs Debian's
+chromium (scripts/install-system-packages.sh) and the `dashboard` extra.
 """
 
 from __future__ import annotations
@@ -25,11 +27,58 @@ from psycopg import sql
 
 from storefleet.insights.contract import ALL, InsightValue, channel, key
 from tests.e2e.chromium import Chromium, chromium_path
+from tests.integration.price_monitor_service import MonitorService
 
 pytestmark = [pytest.mark.browser, pytest.mark.services]
 
 SCREENSHOT = Path("/tmp/dashboard.png")
 MINUTE = timedelta(minutes=1)
+MONTH_DAYS = 30.44
+
+# Finds elements through Panel's shadow roots; sets an input by its label as a user would
+# (value, then the input and change events Bokeh listens to), or clicks a button by its text.
+SHADOW_JS = """
+function sfAll(root, selector, out) {
+  root.querySelectorAll(selector).forEach(e => out.push(e));
+  root.querySelectorAll('*').forEach(e => {
+    if (e.shadowRoot) sfAll(e.shadowRoot, selector, out);
+  });
+  return out;
+}
+function sfSet(label, value) {
+  const found = sfAll(document, 'label', []).filter(l => l.textContent.trim() === label);
+  if (found.length !== 1) return 'labels named ' + label + ': ' + found.length;
+  const input = found[0].parentElement.querySelector('input');
+  input.focus();
+  input.value = value;
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+  input.dispatchEvent(new Event('change', {bubbles: true}));
+  input.blur();
+  return 'ok';
+}
+function sfClick(text) {
+  const found = sfAll(document, 'button', []).filter(b => b.textContent.trim() === text);
+  if (found.length !== 1) return 'buttons named ' + text + ': ' + found.length;
+  found[0].click();
+  return 'ok';
+}
+"""
+
+
+def run_js(browser: Chromium, expression: str) -> None:
+    result = browser.call("Runtime.evaluate", expression=SHADOW_JS + expression,
+                          returnByValue=True)
+    assert result.get("result", {}).get("value") == "ok", result
+
+
+def garden_chair_deal(months: int) -> tuple[str, str]:
+    """(average, discount %) of write_price_history's chair over M months, worked out by hand:
+    100 for all of the window but its last 10 days, 70 for those (for M >= 2 the chair existed
+    60 days, so the window is its 60 days)."""
+    window = min(60.0, months * MONTH_DAYS)
+    average = (100 * (window - 10) + 70 * 10) / window
+    # The service gives the discount to 2 places; the card shows that to 1.
+    return f"{average:.2f}", f"{round((average - 70) / average * 100, 2):.1f}"
 
 
 def free_port() -> int:
@@ -108,6 +157,9 @@ def write_price_history(pg_dsn: str) -> None:
                       "VALUES ('demo-0002', 77, 'Garden chair', %s)"),
             (10, 70, "UPDATE conta_verde.products SET price = %s "
                      "WHERE store_id = 'demo-0002' AND product_id = 77"),
+            # Steady at 40 for 60 days: no deal until the test lowers it.
+            (60, 40, "INSERT INTO conta_verde.products (store_id, product_id, name, price) "
+                     "VALUES ('demo-0001', 88, 'Desk lamp', %s)"),
         ]:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL storefleet.price_time = {}").format(
@@ -116,7 +168,18 @@ def write_price_history(pg_dsn: str) -> None:
 
 
 @pytest.fixture
-def dashboard_url(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[str]:
+def price_monitor(redis_url: str, pg_dsn: str, tmp_path: Path) -> Iterator[MonitorService]:
+    service = MonitorService(pg_dsn, redis_url, tmp_path)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def dashboard_url(redis_url: str, pg_dsn: str, tmp_path: Path,
+                  price_monitor: MonitorService) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path / "dashboard.log"
     env = {**os.environ, "STOREFLEET_REDIS_URL": redis_url, "STOREFLEET_PG_DSN": pg_dsn,
@@ -193,6 +256,33 @@ def test_dashboard_shows_insights_and_live_updates(
     browser.navigate(dashboard_url + "?scope=demo-0002")
     browser.wait_for_text("Revenue / min 38,765.43", "demo-0002 9090 30",
                           "Issued 1", "Redeemed 0")
+
+    # The deals card asks the service: new inputs, the service's new answer.
+    browser.navigate(dashboard_url)
+    browser.wait_for_text("demo-0002 Garden chair 70.00 95.00 26.3 %")
+    run_js(browser, "sfSet('Period (months)', '1')")
+    average, discount = garden_chair_deal(1)
+    browser.wait_for_text(f"demo-0002 Garden chair 70.00 {average} {discount} %")
+    run_js(browser, "sfSet('Discount at least (%)', '30')")
+    browser.wait_for_text("no product 30% or more below its 1-month average")
+    run_js(browser, "sfSet('Discount at least (%)', '20')")
+    browser.wait_for_text(f"demo-0002 Garden chair 70.00 {average} {discount} %")
+
+    # A user's watch: made from the card's question, then a price change shows up live.
+    browser.navigate(dashboard_url + "?owner=ana")
+    browser.wait_for_text("ana has no watches yet")
+    run_js(browser, "sfSet('Period (months)', '1')")
+    run_js(browser, "sfSet('Discount at least (%)', '20')")
+    browser.wait_for_text(f"demo-0002 Garden chair 70.00 {average} {discount} %")
+    run_js(browser, "sfClick('Watch these deals')")
+    browser.wait_for_text("20.0 % below the 1 month average, all stores",
+                          f"Garden chair 70.00 {average} {discount} %")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("UPDATE conta_verde.products SET price = 20 "
+                     "WHERE store_id = 'demo-0001' AND product_id = 88")
+    # The desk lamp: 40 for the whole month, 20 from now: 50 % off its 1-month average.
+    browser.wait_for_text("demo-0001 Desk lamp 20.00 40.00 50.0 %", deadline_seconds=30)
+    browser.screenshot(SCREENSHOT)
 
     outside = [u for u in browser.requested
                if not u.startswith(("http://127.0.0.1", "data:", "blob:"))]

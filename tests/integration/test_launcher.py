@@ -17,7 +17,8 @@ from tests.integration.test_services_manager import STOREFLEET, processes_under
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "storefleet.yaml")
 FREE = {"STOREFLEET_PG_PORT": "auto", "STOREFLEET_REDIS_PORT": "auto",
         "STOREFLEET_KAFKA_PORT": "auto", "STOREFLEET_KAFKA_CONTROLLER_PORT": "auto",
-        "STOREFLEET_WEBHOOK_PORT": "0", "STOREFLEET_DASHBOARD_PORT": "0"}  # fmt: skip
+        "STOREFLEET_WEBHOOK_PORT": "0", "STOREFLEET_DASHBOARD_PORT": "0",
+        "STOREFLEET_PRICE_MONITOR_PORT": "0"}  # fmt: skip
 
 pytestmark = pytest.mark.services
 

@@ -8,6 +8,7 @@ import os
 import queue
 import random
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -15,13 +16,20 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
+import redis
 
 from storefleet.fleet import PriceUpdater
 from storefleet.prices.monitor import DealWatch, find_deals
+from storefleet.prices.rpc import REQUESTS_KEY, ask, ask_deals, deals_channel
+from storefleet.prices.settings import ROLE
 from storefleet.prices.updater import MONTH, backfill, update_prices
+from tests.conftest import wait_for
+from tests.integration.price_monitor_service import MonitorService
 
 pytestmark = pytest.mark.services
 
@@ -376,3 +384,249 @@ def test_the_deals_command_prints_json(crafted, pg_dsn: str) -> None:
                                       "--at", "2026-06-01T12:00:00"],
                                env={"STOREFLEET_PG_DSN": pg_dsn})
     assert table.exit_code == 0 and "33.33%" in table.output and "s2" not in table.output
+
+
+# -- the service: HTTP, Redis request/reply and standing watches -----------------------------
+# The service runs as a real child process connected as its own role (migration 0060), whose
+# password the test sets with `storefleet price-monitor set-role-password`, as the chart does.
+
+ROLE_PASSWORD = secrets.token_urlsafe(18)
+
+
+@pytest.fixture(scope="session")
+def role_password(services) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "storefleet", "price-monitor", "set-role-password", "--wait", "0"],
+        env={**os.environ, "STOREFLEET_PG_DSN": services.pg_dsn,
+             "STOREFLEET_PRICE_MONITOR_DB_PASSWORD": ROLE_PASSWORD},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return ROLE_PASSWORD
+
+
+@pytest.fixture
+def service(pg_dsn: str, redis_url: str, role_password: str, tmp_path: Path):
+    monitor = MonitorService(pg_dsn, redis_url, tmp_path, role=(ROLE, role_password))
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.stop()
+
+
+@pytest.fixture
+def rclient(redis_url: str):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def expected_json(discount: Decimal, store: str | None = None, limit: int | None = None):
+    """The hand-computed deals of EXPECTED_M1 as the service's JSON gives them."""
+    rows = []
+    for store_id, product_id, current, discount_pct in expected_deals(discount, store):
+        _, average = EXPECTED_M1[(store_id, product_id)]
+        rows.append({"store_id": store_id, "product_id": product_id,
+                     "name": f"product {product_id}", "current_price": float(current),
+                     "average_price": float(round(average, 2)),
+                     "discount_percent": float(discount_pct)})
+    return rows[:limit] if limit else rows
+
+
+def test_http_redis_and_the_query_agree_with_hand_computed_deals(crafted, service,
+                                                                rclient) -> None:
+    at = AT.isoformat()
+    for discount, store, limit in [(20, None, None), (5, None, None), (20, "s2", None),
+                                   (20, None, 2), ("0.1", "s1", None)]:
+        expected = expected_json(Decimal(discount), store, limit)
+        keys = {(d["store_id"], d["product_id"]) for d in expected}
+        if discount == 20 and store is None and limit is None:
+            # Changed inside the period (s1/1), exactly at D% (s1/5); unchanged s1/3 never.
+            assert {("s1", 1), ("s1", 5)} <= keys and ("s1", 3) not in keys
+        params = {"months": 1, "discount": discount, "at": at}
+        params.update({k: v for k, v in {"store": store, "limit": limit}.items() if v})
+        response = service.get("/v1/deals", **params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["deals"] == expected, params
+        assert (body["months"], body["store"], body["limit"]) == (1, store, limit)
+        assert datetime.fromisoformat(body["as_of"]) == AT
+
+        status, reply = ask_deals(rclient, 1, discount, store=store, limit=limit, at=at,
+                                  timeout=30)
+        assert (status, reply) == (200, body)
+
+        found = find_deals(crafted, 1, discount, store=store, limit=limit, at=AT)
+        assert [d.as_json() for d in found] == expected
+    # 20.0001% leaves out the product exactly at 20%, in every way of asking.
+    above = service.get("/v1/deals", months=1, discount="20.0001", at=at).json()["deals"]
+    assert ("s1", 5) not in {(d["store_id"], d["product_id"]) for d in above}
+    assert ask_deals(rclient, 1, "20.0001", at=at, timeout=30)[1]["deals"] == above
+
+
+BAD_REQUESTS = [
+    ({"months": 0, "discount": 10}, "months"),
+    ({"months": 61, "discount": 10}, "months"),
+    ({"months": "two", "discount": 10}, "months"),
+    ({"discount": 10}, "months"),
+    ({"months": 3, "discount": 0}, "discount"),
+    ({"months": 3, "discount": 100}, "discount"),
+    ({"months": 3, "discount": -5}, "discount"),
+    ({"months": 3}, "discount"),
+    ({"months": 3, "discount": 10, "limit": 0}, "limit"),
+    ({"months": 3, "discount": 10, "limit": -1}, "limit"),
+    ({"months": 3, "discount": 10, "store": "a:b"}, "store"),
+]
+
+
+def test_bad_input_is_refused_naming_the_field_and_no_query_runs(crafted, service,
+                                                                 rclient, pg_dsn) -> None:
+    # While this transaction holds price_steps exclusively, any deals query would block: every
+    # refusal answered meanwhile was given without running one.
+    with psycopg.connect(pg_dsn) as locker:
+        locker.execute("LOCK TABLE price_monitor.price_steps IN ACCESS EXCLUSIVE MODE")
+        # The lock works: a good request cannot be answered while it is held.
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.get(service.url + "/v1/deals", params={"months": 1, "discount": 20},
+                      timeout=1.0)
+        for params, field in BAD_REQUESTS:
+            response = service.get("/v1/deals", **params)
+            assert response.status_code == 400, (params, response.text)
+            body = response.json()
+            assert body["field"] == field and field in body["error"], (params, body)
+            # Over Redis a missing field arrives as null: refused the same way.
+            status, reply = ask_deals(rclient, params.get("months"), params.get("discount"),
+                                      store=params.get("store"), limit=params.get("limit"),
+                                      timeout=10)
+            assert status == 400 and reply["field"] == field, (params, reply)
+        missing = service.get("/v1/deals", months=1, discount=20, store="nowhere")
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "unknown store 'nowhere': it has no products",
+                                  "field": "store"}
+        assert ask_deals(rclient, 1, 20, store="nowhere", timeout=10) == (404, missing.json())
+        for body, field in [({"months": 0, "discount": 10}, "months"),
+                            ({"months": 1, "discount": 100}, "discount"),
+                            ({"months": 1, "discount": 10, "colour": "red"}, "colour")]:
+            response = service.post("/v1/watches", body)
+            assert response.status_code == 400 and response.json()["field"] == field
+        response = service.post("/v1/watches", {"months": 1, "discount": 10, "store": "nowhere"})
+        assert response.status_code == 404 and response.json()["field"] == "store"
+        locker.rollback()
+    # Nothing was stored by the refused watches; a Redis request missing fields is refused too.
+    assert service.get("/v1/watches").json() == {"watches": []}
+    rclient.rpush(REQUESTS_KEY, json.dumps({"id": "no-months", "discount": 10}))
+    reply = json.loads(rclient.blpop(["storefleet:prices:replies:no-months"], timeout=30)[1])
+    assert reply["status"] == 400 and reply["body"]["field"] == "months"
+    metrics = service.get("/metrics").text
+    assert 'storefleet_price_monitor_requests_total{status="400",way="http"}' in metrics
+
+
+def new_deal_messages(pubsub, count: int, timeout: float = 60.0) -> list[dict]:
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        assert time.monotonic() < deadline, f"only {got} within {timeout} s"
+        message = pubsub.get_message(timeout=1.0)
+        if message and message["type"] == "message":
+            got.append(json.loads(message["data"]))
+    return got
+
+
+def test_a_watch_tells_new_deals_and_survives_a_restart(conn, service, rclient) -> None:
+    now = conn.execute("SELECT now()").fetchone()[0]
+    for store in ("w1", "w2", "w3"):
+        add_product(conn, store, 1, [(now - 90 * DAY, 100)])
+    response = service.post("/v1/watches", {"months": 1, "discount": 10, "owner": "ana"})
+    assert response.status_code == 201, response.text
+    watch = response.json()
+    assert (watch["months"], watch["discount"], watch["store"], watch["owner"]) == (
+        1, 10, None, "ana")
+    watch_id = watch["id"]
+    pubsub = rclient.pubsub()
+    pubsub.subscribe(deals_channel(watch_id))
+    try:
+        wait_for(lambda: service.get(f"/v1/watches/{watch_id}").json()["checked_at"], 30,
+                 "first check of the watch")
+        assert service.get(f"/v1/watches/{watch_id}/deals").json()["deals"] == []
+
+        # A price change makes w1 a deal: published at once and kept.
+        conn.execute("UPDATE conta_verde.products SET price = 50 WHERE store_id = 'w1'")
+        [told] = new_deal_messages(pubsub, 1)
+        assert (told["watch_id"], told["store_id"], told["product_id"]) == (watch_id, "w1", 1)
+        assert (told["current_price"], told["average_price"], told["discount_percent"]) == (
+            50.0, 100.0, 50.0)
+        kept = service.get(f"/v1/watches/{watch_id}/deals").json()["deals"]
+        assert [(d["store_id"], d["seq"]) for d in kept] == [("w1", told["seq"])]
+
+        # Down: the watch stays in PostgreSQL; w2 becomes a deal while nobody watches.
+        service.stop()
+        conn.execute("UPDATE conta_verde.products SET price = 60 WHERE store_id = 'w2'")
+        service.start()
+        assert service.get("/v1/watches", owner="ana").json()["watches"][0]["id"] == watch_id
+        [missed] = new_deal_messages(pubsub, 1)
+        assert (missed["store_id"], missed["current_price"]) == ("w2", 60.0)
+        # After the restart a new change is told as before; w1 and w2 are not told again.
+        conn.execute("UPDATE conta_verde.products SET price = 40 WHERE store_id = 'w3'")
+        [later] = new_deal_messages(pubsub, 1)
+        assert (later["store_id"], later["current_price"], later["discount_percent"]) == (
+            "w3", 40.0, 60.0)
+        kept = service.get(f"/v1/watches/{watch_id}/deals").json()["deals"]
+        assert [(d["store_id"], d["current_price"]) for d in kept] == [
+            ("w1", 50.0), ("w2", 60.0), ("w3", 40.0)]
+        after = service.get(f"/v1/watches/{watch_id}/deals", after=kept[0]["seq"]).json()
+        assert [d["store_id"] for d in after["deals"]] == ["w2", "w3"]
+        assert pubsub.get_message(timeout=0.5) is None
+    finally:
+        pubsub.close()
+    assert service.get("/v1/watches/nope/deals").status_code == 404
+    assert httpx.delete(f"{service.url}/v1/watches/{watch_id}").status_code == 204
+    assert service.get(f"/v1/watches/{watch_id}").status_code == 404
+
+
+def test_the_service_role_reads_prices_and_writes_only_watches(pg_dsn, role_password) -> None:
+    with psycopg.connect(pg_dsn, user=ROLE, password=role_password, autocommit=True) as conn:
+        conn.execute("SELECT count(*) FROM conta_verde.products, price_monitor.price_steps")
+        for statement in ["UPDATE conta_verde.products SET price = 1",
+                          "DELETE FROM price_monitor.price_steps",
+                          "SELECT count(*) FROM conta_verde.users",
+                          "SELECT count(*) FROM analytics.events"]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_the_service_serves_its_openapi_document_and_health(service) -> None:
+    document = service.get("/openapi.json").json()
+    assert {"/v1/deals", "/v1/watches", "/v1/watches/{watch_id}/deals"} <= set(document["paths"])
+    names = [p["name"] for p in document["paths"]["/v1/deals"]["get"]["parameters"]]
+    assert names == ["months", "discount", "store", "limit", "at"]
+    assert service.get("/healthz").status_code == 200
+    assert service.get("/readyz").json() == {"status": "ready"}
+
+
+def test_watches_over_redis_as_the_dashboard_keeps_them(conn, service, rclient) -> None:
+    now = conn.execute("SELECT now()").fetchone()[0]
+    add_product(conn, "r1", 1, [(now - 90 * DAY, 100)])
+    status, watch = ask(rclient, "create_watch", {"months": 1, "discount": "20", "store": "r1",
+                                                   "owner": "bo"}, timeout=30)
+    assert status == 201 and (watch["store"], watch["owner"], watch["discount"]) == (
+        "r1", "bo", 20)
+    status, listed = ask(rclient, "watches", {"owner": "bo"}, timeout=30)
+    assert status == 200 and [w["id"] for w in listed["watches"]] == [watch["id"]]
+    assert ask(rclient, "watches", {"owner": "nobody"}, timeout=30) == (200, {"watches": []})
+    wait_for(lambda: service.get(f"/v1/watches/{watch['id']}").json()["checked_at"], 30,
+             "first check")
+    conn.execute("UPDATE conta_verde.products SET price = 70 WHERE store_id = 'r1'")
+
+    def kept():
+        status, body = ask(rclient, "watch_deals", {"watch_id": watch["id"]}, timeout=30)
+        assert status == 200
+        return body["deals"]
+
+    [deal] = wait_for(kept, 30, "the watch's deal")
+    assert (deal["store_id"], deal["current_price"], deal["discount_percent"]) == ("r1", 70, 30)
+    assert ask(rclient, "watch_deals", {"watch_id": "nope"}, timeout=30)[0] == 404
+    assert ask(rclient, "watch_deals", {"watch_id": watch["id"], "after": -1}, timeout=30)[1][
+        "field"] == "after"
+    assert ask(rclient, "dance", {}, timeout=30)[1]["field"] == "op"
+    assert ask(rclient, "create_watch", {"months": 1, "discount": 20, "store": "zz"},
+               timeout=30)[0] == 404

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "storefleet.simulator.command:simulate",
     "price-updater": "storefleet.prices.command:price_updater",
     "prices": "storefleet.prices.monitor_command:prices",
+    "price-monitor": "storefleet.prices.service_command:price_monitor",
     "insights": "storefleet.insights.job:insights",
     "bonus": "storefleet.bonus.job:bonus",
     "dashboard": "storefleet_dashboard.command:dashboard",

@@ -71,6 +71,8 @@ def plan_components(fleets: list[Fleet], context: LocalContext) -> list[Componen
         components += [bonus_component(fleet, context) for fleet in analytics]
     for fleet in fleets:
         components += fleet_components(fleet, context)
+    if "price-monitor" in context.ports:
+        components.append(price_monitor_component(context))
     if has_extra("dashboard"):
         components.append(dashboard_component(context))
     return components
@@ -176,6 +178,18 @@ def fleet_components(fleet: Fleet, context: LocalContext) -> list[ComponentSpec]
         )
     )
     return components
+
+
+def price_monitor_component(context: LocalContext) -> ComponentSpec:
+    """The price-monitor service: deals over HTTP and Redis request/reply (the dashboard asks
+    it), standing watches. Locally it connects with the services' DSN (see docs/price-monitor.md
+    for its own role on Kubernetes)."""
+    port = context.ports["price-monitor"]
+    return ComponentSpec(
+        name="price-monitor",
+        argv=[*STOREFLEET, "price-monitor", "--host", "127.0.0.1", "--port", str(port)],
+        url=f"http://127.0.0.1:{port}/v1/deals",
+    )
 
 
 def dashboard_component(context: LocalContext) -> ComponentSpec:

@@ -103,10 +103,19 @@ def choose_port(requested: int, what: str, flag: str) -> int:
     help="Port of the dashboard (0: any free).",
 )
 @click.option(
+    "--price-monitor-port",
+    type=click.IntRange(0, 65535),
+    default=18090,
+    show_default=True,
+    envvar="STOREFLEET_PRICE_MONITOR_PORT",
+    help="Port of the price monitor's HTTP API (0: any free).",
+)
+@click.option(
     "--keep-services", is_flag=True, help="Leave PostgreSQL, Redis and Kafka running when stopping."
 )
 def up(manifest: str, duration: float | None, state_dir: str | None, webhook_port: int,
-       dashboard_port: int, keep_services: bool) -> None:  # fmt: skip
+       dashboard_port: int, price_monitor_port: int,
+       keep_services: bool) -> None:  # fmt: skip
     """Run the services and every component of the fleets in FILE until stopped."""
     try:
         fleets = load_manifest(manifest)
@@ -117,6 +126,7 @@ def up(manifest: str, duration: float | None, state_dir: str | None, webhook_por
     ports = {
         "webhook": choose_port(webhook_port, "ingest webhook", "--webhook-port"),
         "dashboard": choose_port(dashboard_port, "dashboard", "--dashboard-port"),
+        "price-monitor": choose_port(price_monitor_port, "price monitor", "--price-monitor-port"),
     }
     manager = ServicesManager(state)
     already_running = {s.name for s in manager.status() if s.running}

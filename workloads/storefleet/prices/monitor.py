@@ -150,6 +150,26 @@ def find_deals(conn: psycopg.Connection, months: int, discount: Decimal | float 
         deals_sql(store is not None, limit is not None),
         {"months": months, "discount": discount, "store": store, "limit": limit, "at": at},
     ).fetchall()
+    return deals_from_rows(rows)
+
+
+async def find_deals_async(conn: psycopg.AsyncConnection, months: int,
+                           discount: Decimal | float | str, store: str | None = None,
+                           limit: int | None = None, at: datetime | None = None) -> list[Deal]:
+    """`find_deals` on an asyncio connection (the price-monitor service); same answers."""
+    months = check_months(months)
+    discount = check_discount(discount)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    cursor = await conn.execute(
+        deals_sql(store is not None, limit is not None),
+        {"months": months, "discount": discount, "store": store, "limit": limit, "at": at},
+    )
+    return deals_from_rows(await cursor.fetchall())
+
+
+def deals_from_rows(rows: list[tuple[Any, ...]]) -> list[Deal]:
+    """Deals from rows (store_id, product_id, name, price, integral, seconds) of `deals_sql`."""
     deals = []
     for store_id, product_id, name, price, integral, seconds in rows:
         average = integral / seconds
