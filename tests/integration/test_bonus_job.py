@@ -151,7 +151,7 @@ PHASE_1 = [
     event("c2", at(10, 0), "bt-0002", 3, 50.0, quantity=2),
     # Not this fleet's purchases, or not purchases.
     event("o1", at(10, 0), "other-0001", 1, 999.0),
-    event("o2", at(10, 0), "bt-01", 1, 999.0),
+    event("o2", at(10, 0), "bt-x-0001", 1, 999.0),  # fleet "bt-x"
     event("o3", at(10, 0), "bt2-0001", 1, 999.0),
     event("o4", at(10, 1), "bt-0003", 1, None, kind="add_to_cart"),
 ]
