@@ -38,7 +38,9 @@ FIELDS = ("event_id", "ts", "store_id", "user_id", "type", "product_id", "quanti
           "unit_price", "coupon_code")
 # Every field as text: a number too large for its type, or of the wrong JSON type, then stays
 # visible (Spark keeps a scalar's JSON text) and is refused with a reason instead of read as null.
-RAW_SCHEMA = ", ".join(f"{name} string" for name in FIELDS)
+# Malformed JSON gives a row of nulls plus the text in this column, rather than null.
+_CORRUPT = "_storefleet_malformed"
+RAW_SCHEMA = ", ".join(f"{name} string" for name in (*FIELDS, _CORRUPT))
 EVENT_COLUMNS = ("event_id", "ts", "store_id", "user_id", "type", "product_id", "quantity",
                  "unit_price", "coupon_code")
 KAFKA_COLUMNS = ("raw_key", "raw_value", "topic", "partition", "offset")
@@ -129,9 +131,11 @@ def checked_events(raw: DataFrame, max_skew_seconds: int = bounds.DEFAULT_MAX_SK
     def column(name: str, kind: str) -> Column:
         return F.col(name) if name in present else F.lit(None).cast(kind)
 
-    parsed = F.from_json(F.col("value").cast("string"), RAW_SCHEMA)
-    # from_json gives null, or a row of nulls, for text that is not a JSON object.
-    is_object = F.trim(F.col("value").cast("string")).startswith("{")
+    parsed = F.from_json(F.col("value").cast("string"), RAW_SCHEMA,
+                         {"columnNameOfCorruptRecord": _CORRUPT})
+    # An array or a scalar is not an event even where from_json makes something of it.
+    is_object = (F.trim(F.col("value").cast("string")).startswith("{")
+                 & parsed.getField(_CORRUPT).isNull())
     staged = raw.select(
         column("key", "binary").cast("binary").alias("raw_key"),
         F.col("value").cast("binary").alias("raw_value"),
