@@ -1,6 +1,6 @@
 """End to end: known events posted through the webhook reach Redis and PostgreSQL as exactly the
-numbers this test computes on its own, for every insight, store and ALL; the job, killed with
-SIGKILL mid-stream and restarted, counts nothing twice.
+numbers this test computes on its own, for every insight, store, ALL:<fleet> and ALL; the job,
+killed with SIGKILL mid-stream and restarted, counts nothing twice.
 
 The job and the webhook run as the `storefleet insights run` and `storefleet webhook` processes
 they are in production. The reference below is plain Python, independent of the transforms.
@@ -36,6 +36,9 @@ from tests.integration.test_webhook import post, start_webhook
 pytestmark = [pytest.mark.services, pytest.mark.spark]
 
 STORES = ["e2e-0000", "e2e-0001", "e2e-0002"]
+# Every store is of fleet "e2e": its ALL:e2e has the same numbers as the platform's ALL.
+FLEET_ALL = "ALL:e2e"
+AGGREGATES = (FLEET_ALL, "ALL")
 T0 = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
 WATERMARK = 60
 MINUTE = timedelta(minutes=1)
@@ -87,7 +90,7 @@ def reference(events: list[dict[str, Any]]) -> dict[str, Any]:
         if e["type"] not in ("product_view", "purchase"):
             continue
         m = minute_of(e["ts"])
-        for scope in (e["store_id"], "ALL"):
+        for scope in (e["store_id"], *AGGREGATES):
             row = totals[(scope, m)]
             if e["type"] == "product_view":
                 row[0] += 1
@@ -109,9 +112,9 @@ def reference(events: list[dict[str, Any]]) -> dict[str, Any]:
             if start <= m <= clock:
                 sums[(store, product)] += p[index]
         out: dict[str, list] = {}
-        for scope in [*STORES, "ALL"]:
+        for scope in [*STORES, *AGGREGATES]:
             items = sorted(((-v, s, pr) for (s, pr), v in sums.items()
-                            if v > 0 and scope in (s, "ALL")))[:10]
+                            if v > 0 and scope in (s, *AGGREGATES)))[:10]
             out[scope] = [{"rank": i + 1, "store_id": s, "product_id": pr, unit: -v}
                           for i, (v, s, pr) in enumerate(items)]
         return out
@@ -129,9 +132,10 @@ def reference(events: list[dict[str, Any]]) -> dict[str, Any]:
         per_purchase[p["event_id"]] = sum(
             1 for v in same if v["type"] == "product_view" and since <= at_of(v["ts"]) < pts)
     stats = {}
-    for scope in [*STORES, "ALL"]:
+    for scope in [*STORES, *AGGREGATES]:
         counts = [per_purchase[p["event_id"]] for p in events if p["type"] == "purchase"
-                  and scope in (p["store_id"], "ALL") and start <= minute_of(p["ts"]) <= clock]
+                  and scope in (p["store_id"], *AGGREGATES)
+                  and start <= minute_of(p["ts"]) <= clock]
         stats[scope] = {"purchases": len(counts),
                         "median": float(statistics.median(counts)) if counts else None,
                         "mean": round(statistics.fmean(counts), 6) if counts else None}
@@ -209,13 +213,13 @@ def pg_state(dsn: str) -> dict[str, Any]:
 def redis_matches(url: str, expected: dict[str, Any]) -> list[str]:
     """The differences between Redis and the reference (empty when all match)."""
     wrong = []
-    for scope in [*STORES, "ALL"]:
+    for scope in [*STORES, *AGGREGATES]:
         got = {m: item["value"] for m, item in redis_latest(url, scope).items()}
         latest = max(m for (s, m) in expected["totals"] if s == scope)
         views, units, revenue = expected["totals"][(scope, latest)]
         viewers = sorted(
             ((-n, st, p) for (st, p, m), (_, n, _) in expected["products"].items()
-             if m == latest and n > 0 and scope in (st, "ALL")))
+             if m == latest and n > 0 and scope in (st, *AGGREGATES)))
         want = {
             "product_views": views, "units_purchased": units, "revenue": float(revenue),
             "unique_viewers": [{"store_id": st, "product_id": p, "users": -n}
@@ -295,10 +299,11 @@ def test_webhook_to_insights_exact_and_restart_safe(services, job_env, processes
         STORES[0]: {"oversold_units": 3, "products_affected": 2},
         STORES[1]: None,
         STORES[2]: {"oversold_units": 4, "products_affected": 1},
-        "ALL": {"oversold_units": 4, "products_affected": 1},
+        **{a: {"oversold_units": 4, "products_affected": 1} for a in AGGREGATES},
     }
     expected["errors_latest"] = {
-        STORES[0]: {"search": 1}, STORES[1]: None, STORES[2]: {"cart": 1}, "ALL": {"cart": 1},
+        STORES[0]: {"search": 1}, STORES[1]: None, STORES[2]: {"cart": 1},
+        **{a: {"cart": 1} for a in AGGREGATES},
     }
 
     def differences() -> list[str]:
@@ -315,12 +320,14 @@ def test_webhook_to_insights_exact_and_restart_safe(services, job_env, processes
     m0 = T0
     assert state["oversold"] == {
         (STORES[0], m0): (3, 2), (STORES[2], m0 + 2 * MINUTE): (4, 1),
-        ("ALL", m0): (3, 2), ("ALL", m0 + 2 * MINUTE): (4, 1),
+        **{(a, m0): (3, 2) for a in AGGREGATES},
+        **{(a, m0 + 2 * MINUTE): (4, 1) for a in AGGREGATES},
     }
     assert state["errors"] == {
         (STORES[0], m0, "payments"): 2, (STORES[0], m0 + MINUTE, "search"): 1,
         (STORES[2], m0 + 2 * MINUTE, "cart"): 1,
-        ("ALL", m0, "payments"): 2, ("ALL", m0 + MINUTE, "search"): 1,
-        ("ALL", m0 + 2 * MINUTE, "cart"): 1,
+        **{(a, m0, "payments"): 2 for a in AGGREGATES},
+        **{(a, m0 + MINUTE, "search"): 1 for a in AGGREGATES},
+        **{(a, m0 + 2 * MINUTE, "cart"): 1 for a in AGGREGATES},
     }
     assert "too-late" not in state["per_purchase"]

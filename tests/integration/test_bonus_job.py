@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import psycopg
 import pyspark  # noqa: F401  (the `spark` extra; missing it is an error, not a skip)
 import pytest
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer, KafkaError, Producer
 
 from storefleet.bonus.job import FAULT_ENV, BonusJob, start_job
 from storefleet.bonus.settings import BonusSettings, Rules
@@ -151,7 +152,7 @@ PHASE_1 = [
     event("c2", at(10, 0), "bt-0002", 3, 50.0, quantity=2),
     # Not this fleet's purchases, or not purchases.
     event("o1", at(10, 0), "other-0001", 1, 999.0),
-    event("o2", at(10, 0), "bt-01", 1, 999.0),
+    event("o2", at(10, 0), "bt-x-0001", 1, 999.0),  # fleet "bt-x"
     event("o3", at(10, 0), "bt2-0001", 1, 999.0),
     event("o4", at(10, 1), "bt-0003", 1, None, kind="add_to_cart"),
 ]
@@ -303,3 +304,55 @@ def test_sigkill_between_commit_and_publish_then_restart_gives_one_coupon(
     assert coupons(s.pg_dsn) == [("k1", "bt-0001", 1, "15.00", "200.00", "200.00", True)]
     messages = read_topic(s.kafka_bootstrap, s.coupons_topic)
     assert [m["coupon_code"] for m in messages] == list(codes_by_purchase(s.pg_dsn).values())
+
+
+def produce_raw(bootstrap: str, topic: str, messages: list[tuple[str, str]]) -> None:
+    """Put (key, value) messages on the topic as they are, bypassing the webhook."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for message_key, value in messages:
+        producer.produce(topic, key=message_key.encode(), value=value.encode())
+    assert producer.flush(30) == 0
+
+
+def test_bad_purchases_are_dead_lettered_and_later_ones_still_earn_coupons(
+        bonus_settings: BonusSettings, running: list[BonusJob], new_topic) -> None:  # type: ignore[no-untyped-def]
+    """Before: one purchase dated 2099 became the fleet's newest, and every later purchase was
+    dropped as more than the allowed lateness older than it: no coupon any more."""
+    s = replace(bonus_settings, dead_letter_topic=new_topic(partitions=1))
+    future = datetime(2099, 1, 1, tzinfo=UTC)
+    dated_2099 = json.dumps(event("bad-2099", future, "bt-0001", 9, 1000.0))
+    absurd = json.dumps(event("bad-price", at(10, 1), "bt-0001", 9, 1e300))
+    not_ours = [  # other fleets' purchases and non-purchases are not the bonus job's business
+        json.dumps(event("o-2099", future, "other-0001", 9, 1000.0)),
+        json.dumps(event("o-all", at(10, 1), "ALL", 9, 1000.0)),
+        json.dumps(event("o-view", future, "bt-0002", 9, None, kind="product_view")),
+    ]
+    produce_raw(s.kafka_bootstrap, s.events_topic,
+                [("bt-0001:9", dated_2099), ("bt-0001:9", absurd)]
+                + [("k", value) for value in not_ours])
+    spark = spark_session(master="local[2]", shuffle_partitions=2)
+    job = start_job(spark, s)
+    running.append(job)
+    job.process_all_available()
+    # X = 100 in 10 min, Y = 150 in 6 h: 60 + 50 + 50 = 160 > both at p3 (and only at p3).
+    produce(s.kafka_bootstrap, s.events_topic, [
+        event("p1", at(10, 0), "bt-0001", 1, 60.0),
+        event("p2", at(10, 5), "bt-0001", 1, 50.0),
+        event("p3", at(10, 8), "bt-0001", 1, 25.0, quantity=2),
+    ])
+    job.process_all_available()
+    assert coupons(s.pg_dsn) == [("p3", "bt-0001", 1, "15.00", "160.00", "160.00", True)]
+    with psycopg.connect(s.pg_dsn) as conn:
+        stored = conn.execute("SELECT event_id FROM analytics.bonus_purchases ORDER BY ts"
+                              ).fetchall()
+        counted = conn.execute("""SELECT consumer, job, reason FROM analytics.dead_letters
+                                  ORDER BY reason""").fetchall()
+    assert [e for (e,) in stored] == ["p1", "p2", "p3"]
+    letters = {m["value"]: (m["consumer"], m["reason"])
+               for m in read_topic(s.kafka_bootstrap, s.dead_letter_topic)}
+    assert letters == {
+        dated_2099: ("bonus", "ts is more than 60 s ahead of the job's clock (max skew)"),
+        absurd: ("bonus", "unit_price must be a number between 0 and 99999999.99"),
+    }
+    assert counted == [("bonus", FLEET, reason) for _, reason in sorted(
+        letters.values(), key=lambda item: item[1])]

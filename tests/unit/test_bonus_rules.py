@@ -174,7 +174,7 @@ def test_settings_from_the_fleet_then_the_environment() -> None:
         {"bonus": {"shortWindowThreshold": 300}, "coupons": {"cooldownMinutes": 5}}))
     settings = BonusSettings.from_env(fleet, ENV)
     assert settings.rules == Rules(short_window_threshold=Decimal("300.0"), cooldown_minutes=5)
-    assert settings.store_pattern == "^demo-[0-9]{4,}$"
+    assert settings.max_offsets_per_trigger == 100_000
     assert str(settings.checkpoint_dir).endswith("bonus/demo/checkpoints")
     overridden = BonusSettings.from_env(fleet, {
         **ENV, "STOREFLEET_BONUS_SHORT_WINDOW_MINUTES": "15",
@@ -190,11 +190,3 @@ def test_settings_from_the_fleet_then_the_environment() -> None:
         BonusSettings.from_env(fleet, {**ENV, "STOREFLEET_COUPON_DISCOUNT_PERCENT": "95"})
     with pytest.raises(SettingError, match="STOREFLEET_KAFKA_BOOTSTRAP"):
         BonusSettings.from_env(fleet, {"STOREFLEET_PG_DSN": "postgresql://x@h/db"})
-
-
-def test_store_pattern_matches_only_the_fleets_stores() -> None:
-    pattern = re.compile(BonusSettings(fleet="demo", rules=RULES, pg_dsn="", kafka_bootstrap="")
-                         .store_pattern)
-    assert [s for s in ["demo-0001", "demo-12345", "demo-001", "demo-x-0001", "demo2-0001",
-                        "other-0001", "demo-0001x"] if pattern.match(s)] == [
-        "demo-0001", "demo-12345"]

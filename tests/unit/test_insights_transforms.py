@@ -308,3 +308,97 @@ def test_streaming_late_events_and_duplicates(spark, tmp_path: Path) -> None:  #
         ("s1", m[4], None): (1, 0, 0, zero), ("ALL", m[4], None): (1, 0, 0, zero),
         ("s1", m[4], 7): (1, 1, 0, zero),
     }
+
+
+# --- the check shared by both jobs (storefleet.sparkevents) and scopes --------------------------
+
+GOOD = {"event_id": "g", "ts": "2026-11-26T16:00:00.000Z", "store_id": "demo-0001", "user_id": 1,
+        "type": "purchase", "product_id": 5, "quantity": 2, "unit_price": 3.5}
+
+
+def test_checked_events_names_what_is_wrong_and_keeps_the_rest(spark) -> None:  # type: ignore[no-untyped-def]
+    from storefleet import sparkevents
+
+    def with_(**change: Any) -> str:
+        return json.dumps({k: v for k, v in {**GOOD, **change}.items() if v is not None})
+
+    cases = [
+        (with_(), None),
+        (with_(quantity=None), None),  # quantity defaults to 1
+        (with_(quantity=1_000_000, unit_price=99_999_999.99), None),  # the largest allowed
+        ("not json", "value is not a JSON object"),
+        ("[1, 2]", "value is not a JSON object"),
+        (with_(store_id="ALL"), "store_id 'ALL' is reserved for a scope name"),
+        (with_(store_id="All"), "store_id 'All' is reserved for a scope name"),
+        (with_(store_id="a:b"), "store_id must be 1 to 64 characters"),
+        (with_(ts="2099-01-01T00:00:00.000Z"), "ts is more than 60 s ahead of the job's clock"),
+        (with_(ts="yesterday"), "ts is not an RFC 3339 timestamp"),
+        (with_(event_id=None), "event_id is required"),
+        (with_(event_id="x" * 65), "event_id must have 1 to 64 characters"),
+        (with_(type="zoom"), "type must be one of"),
+        (with_(user_id=-1), "user_id must be an integer between 0 and 9223372036854775807"),
+        (with_(user_id=2**63), "user_id must be an integer between 0 and 9223372036854775807"),
+        (with_(product_id=None), "product_id is required for purchase"),
+        (with_(quantity=1_000_001), "quantity must be an integer between 1 and 1000000"),
+        (with_(quantity=0), "quantity must be an integer between 1 and 1000000"),
+        (with_(quantity=10**30), "quantity must be an integer between 1 and 1000000"),
+        (with_(unit_price=None), "unit_price is required for purchase"),
+        (with_(unit_price=1e300), "unit_price must be a number between 0 and 99999999.99"),
+        (with_(unit_price=100_000_000), "unit_price must be a number between 0 and 99999999.99"),
+        (with_(unit_price=-0.01), "unit_price must be a number between 0 and 99999999.99"),
+    ]
+    raw = spark.createDataFrame([(c,) for c, _ in cases], "value string")
+    rows = sparkevents.checked_events(raw).collect()
+    assert len(rows) == len(cases)
+    for row, (message, expected) in zip(rows, cases, strict=True):
+        if expected is None:
+            assert row.problem is None, message
+        else:
+            assert row.problem is not None and row.problem.startswith(expected), (message, row)
+        assert bytes(row.raw_value).decode() == message
+    largest = rows[2]
+    assert (largest.quantity, largest.unit_price) == (1_000_000, Decimal("99999999.99"))
+    # The largest purchase, summed in a minute, fits the revenue column (decimal(38,2)).
+    valid = t.parse_events(raw)
+    totals = {r.scope: r.revenue for r in t.activity_per_minute(valid).collect()
+              if r.product_id is None}
+    assert totals["ALL"] == Decimal("99999999990000.00") + Decimal("7.00") + Decimal("3.50")
+
+
+def test_fleet_of_store_in_spark_is_the_bounds_function(spark) -> None:  # type: ignore[no-untyped-def]
+    from pyspark.sql import functions as F
+
+    from storefleet import sparkevents
+    from storefleet.events.bounds import fleet_of_store
+
+    ids = ["demo-0001", "demo-1", "demo-x-0001", "demo2-0001", "demo-0001x", "demo-", "-0001",
+           "s1", "a-b-c-12", "demo-００１"]
+    df = spark.createDataFrame([(i,) for i in ids], "store_id string")
+    got = {r.store_id: r.fleet for r in
+           df.select("store_id", sparkevents.fleet_of_store(F.col("store_id")).alias("fleet"))
+           .collect()}
+    assert got == {i: fleet_of_store(i) for i in ids}
+
+
+def test_scopes_fleet_platform_and_all(spark) -> None:  # type: ignore[no-untyped-def]
+    from storefleet.insights.scope import JobScope
+
+    lines = [
+        ev("a1", at(16, 0, 1), "a-0001", 1, "product_view", 7),
+        ev("a2", at(16, 0, 2), "a-0002", 1, "product_view", 7),
+        ev("a3", at(16, 0, 3), "a-0002", 2, "purchase", 7, 2, "1.50"),
+        ev("b1", at(16, 0, 4), "b-0001", 1, "product_view", 7),
+        ev("b2", at(16, 0, 5), "a-b-0001", 1, "product_view", 7),  # fleet "a-b", not "a"
+        ev("n1", at(16, 0, 6), "s1", 1, "product_view", 7),  # a store of no fleet
+    ]
+
+    def views(scope: JobScope) -> dict[str, int]:
+        events = t.in_scope(events_df(spark, lines), scope)
+        return {r.scope: r.product_views for r in t.activity_per_minute(events, scope).collect()
+                if r.product_id is None}
+
+    assert views(JobScope("fleet", "a")) == {"a-0001": 1, "a-0002": 1, "ALL:a": 2}
+    assert views(JobScope("platform")) == {"ALL": 5}
+    assert views(JobScope("all")) == {
+        "a-0001": 1, "a-0002": 1, "b-0001": 1, "a-b-0001": 1, "s1": 1,
+        "ALL:a": 2, "ALL:b": 1, "ALL:a-b": 1, "ALL": 5}

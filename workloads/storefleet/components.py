@@ -103,7 +103,8 @@ def ingest_components(context: LocalContext) -> list[ComponentSpec]:
 
 def insights_component(fleet: Fleet, context: LocalContext) -> ComponentSpec:
     """One insights job for the platform (it reads every store's events), with the analytics
-    settings of the first fleet that has analytics enabled."""
+    settings of the first fleet that has analytics enabled. Scope `all`: every store, every
+    fleet's ALL:<fleet> and ALL, in one job (on a cluster: a job per fleet and one platform job)."""
     analytics = fleet.spec.analytics
     return ComponentSpec(
         name="insights",
@@ -119,6 +120,7 @@ def insights_component(fleet: Fleet, context: LocalContext) -> ComponentSpec:
             str(analytics.shuffle_partitions),
         ],
         env={
+            "STOREFLEET_INSIGHTS_SCOPE": "all",
             "STOREFLEET_LOGS_DIR": str(context.state_dir / "logs"),
             "STOREFLEET_INSIGHTS_CHECKPOINT_DIR": str(
                 context.state_dir / "insights" / "checkpoints"

@@ -1,17 +1,21 @@
 """`storefleet bonus run`: the loyalty-coupon Spark Structured Streaming job of one fleet.
 
 Reads: the Kafka events topic (STOREFLEET_EVENTS_TOPIC), purchases of the fleet's stores only
-(store_id matching `^<fleet>-[0-9]{4,}$`); the fleet and its rules from `-f/--fleet` or
+(store ids `<fleet>-<digits>`, events.bounds.fleet_of_store: other fleets' events are not its
+business); the fleet and its rules from `-f/--fleet` or
 STOREFLEET_FLEET_NAME/STOREFLEET_FLEET_SPEC plus the STOREFLEET_BONUS_*/STOREFLEET_COUPON_*
 overrides (settings.py).
 Writes: PostgreSQL analytics.bonus_purchases (bounded working set) and analytics.coupons
 (migration 0040), and the coupons on the Kafka topic STOREFLEET_COUPONS_TOPIC (key
 "<store_id>:<user_id>", JSON value: coupon_code, store_id, user_id, discount_percent, issued_at,
-purchase_event_id).
+purchase_event_id). The fleet's purchases it cannot process (sparkevents.checked_events: out of
+events/bounds.py, event time beyond the job's clock + max skew) go to the dead-letter topic
+(STOREFLEET_DEAD_LETTER_TOPIC) with their reason and are counted in analytics.dead_letters.
 
-One streaming query (checkpoint STOREFLEET_BONUS_CHECKPOINT_DIR): events -> purchases of the
-fleet -> foreachBatch: store.process_batch (one transaction: upsert by event_id, window sums in
-SQL, rules.decide, coupons) -> outbox.CouponOutbox publishes unpublished coupons. The outbox is
+One streaming query (checkpoint STOREFLEET_BONUS_CHECKPOINT_DIR): events -> checked -> purchases
+of the fleet -> foreachBatch: the bad ones to the dead letters; the others to
+store.process_batch (one transaction: upsert by event_id, window sums in SQL, rules.decide,
+coupons) -> outbox.CouponOutbox publishes unpublished coupons. The outbox is
 also polled every STOREFLEET_BONUS_OUTBOX_POLL_SECONDS, so coupons left unpublished by a crash or
 a broker outage go out once Kafka answers.
 
@@ -44,21 +48,21 @@ FAULT_ENV = "STOREFLEET_BONUS_FAULT"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def purchases_of_fleet(events: Any, store_pattern: str) -> Any:
-    """Parsed events -> the fleet's valid purchases: event_id, store_id, user_id, ts_us, amount."""
+def purchases_of_fleet(checked: Any, fleet: str) -> Any:
+    """Rows of sparkevents.checked_events -> the fleet's purchases, valid or not: event_id,
+    store_id, user_id, ts_us (µs since the epoch), amount (quantity × unit_price), `problem`
+    (null when valid) and the Kafka columns the dead letters need."""
     from pyspark.sql import functions as F
 
+    from storefleet import sparkevents
+
+    valid = F.col("problem").isNull()
     return (
-        events.where(
-            (F.col("type") == "purchase")
-            & F.col("store_id").rlike(store_pattern)
-            & F.col("user_id").isNotNull()
-            & F.col("unit_price").isNotNull() & (F.col("unit_price") >= 0)
-            & (F.col("quantity") >= 1)
-        )
-        .select("event_id", "store_id", "user_id",
-                F.unix_micros("ts").alias("ts_us"),
-                (F.col("quantity") * F.col("unit_price")).alias("amount"))
+        checked.where((F.col("type") == "purchase")
+                      & (sparkevents.fleet_of_store(F.col("store_id")) == F.lit(fleet)))
+        .select(*sparkevents.KAFKA_COLUMNS, "problem", "event_id", "store_id", "user_id",
+                F.when(valid, F.unix_micros("ts")).alias("ts_us"),
+                F.when(valid, F.col("quantity") * F.col("unit_price")).alias("amount"))
     )
 
 
@@ -67,6 +71,7 @@ class BonusJob:
     spark: Any
     settings: BonusSettings
     outbox: Any
+    dead_letters: Any = None
     query: Any = None
     stopping: threading.Event = field(default_factory=threading.Event)
     batches: int = 0
@@ -80,11 +85,13 @@ class BonusJob:
         from storefleet.bonus import rules
         from storefleet.bonus.store import process_batch
 
+        rows = frame.collect()
+        bad = [row for row in rows if row.problem is not None]
         purchases = [
             rules.Purchase(row.event_id, row.store_id, int(row.user_id),
                            _EPOCH + timedelta(microseconds=row.ts_us),
                            rules.amount(1, row.amount))
-            for row in frame.collect()
+            for row in rows if row.problem is None
         ]
         if purchases:
             if self._conn is None or self._conn.closed:
@@ -103,6 +110,8 @@ class BonusJob:
                 os.kill(os.getpid(), signal.SIGKILL)
             if result.coupons:
                 self.outbox.publish_pending()
+        if bad and self.dead_letters is not None:
+            self.dead_letters.send(bad, batch_id)
         self.batches += 1
 
     def check(self) -> None:
@@ -134,6 +143,8 @@ class BonusJob:
             except Exception as exc:  # the JVM got the same SIGTERM and may be gone already
                 log.warning("stopping query: %s", str(exc).splitlines()[0] if str(exc) else exc)
         self.outbox.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
         if self._conn is not None:
             self._conn.close()
 
@@ -141,18 +152,20 @@ class BonusJob:
 def start_job(spark: Any, settings: BonusSettings) -> BonusJob:
     """Publish what a previous run left unpublished, then start the streaming query."""
     from storefleet.bonus.outbox import CouponOutbox
-    from storefleet.insights.transforms import parse_events
     from storefleet.spark import kafka_events
+    from storefleet.sparkevents import DeadLetters, checked_events
 
     outbox = CouponOutbox(settings.pg_dsn, settings.kafka_bootstrap, settings.coupons_topic,
                           settings.fleet)
-    job = BonusJob(spark, settings, outbox)
+    dead_letters = DeadLetters("bonus", settings.fleet, settings.kafka_bootstrap,
+                               settings.pg_dsn, settings.dead_letter_topic)
+    job = BonusJob(spark, settings, outbox, dead_letters)
     left = outbox.publish_pending()
     if left:
         log.info("published %d coupons a previous run had left unpublished", left)
     raw = kafka_events(spark, settings.kafka_bootstrap, settings.events_topic,
                        settings.starting_offsets, settings.max_offsets_per_trigger)
-    purchases = purchases_of_fleet(parse_events(raw), settings.store_pattern)
+    purchases = purchases_of_fleet(checked_events(raw, settings.max_skew_seconds), settings.fleet)
     job.query = (
         purchases.writeStream.queryName(f"bonus_{settings.fleet.replace('-', '_')}")
         .foreachBatch(job.handle_batch)

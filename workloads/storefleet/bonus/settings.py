@@ -6,10 +6,14 @@ STOREFLEET_BONUS_SHORT_WINDOW_MINUTES, _SHORT_WINDOW_THRESHOLD, _LONG_WINDOW_HOU
 _LONG_WINDOW_THRESHOLD, STOREFLEET_COUPON_DISCOUNT_PERCENT, STOREFLEET_COUPON_COOLDOWN_MINUTES.
 STOREFLEET_PG_DSN, STOREFLEET_KAFKA_BOOTSTRAP (required; STOREFLEET_REDIS_URL is not used).
 STOREFLEET_EVENTS_TOPIC / STOREFLEET_COUPONS_TOPIC (default "events" / "coupons").
+STOREFLEET_DEAD_LETTER_TOPIC (default "events-dead-letter"): the fleet's purchases the job cannot
+process; STOREFLEET_EVENT_MAX_SKEW_SECONDS (60): purchases further ahead of the job's clock are
+dead-lettered, never stored (one purchase dated 2099 would make every later one "late").
 STOREFLEET_BONUS_CHECKPOINT_DIR (default <state>/bonus/<fleet>/checkpoints),
 STOREFLEET_SPARK_MASTER (default: spark-submit's --master, else local[*]),
 STOREFLEET_BONUS_TRIGGER_SECONDS (1), _SHUFFLE_PARTITIONS (2), _ALLOWED_LATENESS_SECONDS (3600),
-_MAX_OFFSETS_PER_TRIGGER (0: no limit), _STARTING_OFFSETS (earliest), _DRIVER_MEMORY (unset),
+_MAX_OFFSETS_PER_TRIGGER (100000 per micro-batch; 0: no limit), _STARTING_OFFSETS (earliest),
+_DRIVER_MEMORY (unset),
 _OUTBOX_POLL_SECONDS (1). The job keeps no Spark watermark: how late a purchase may come is
 _ALLOWED_LATENESS_SECONDS, since its windows live in PostgreSQL.
 """
@@ -23,13 +27,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from storefleet import paths
+from storefleet import paths, topics
 from storefleet.endpoints import KAFKA_BOOTSTRAP, PG_DSN, require
 from storefleet.envvars import env_float, env_int
+from storefleet.events.bounds import DEFAULT_MAX_SKEW_SECONDS
 from storefleet.fleet import Fleet
 
 PREFIX = "STOREFLEET_BONUS_"
 COUPON_PREFIX = "STOREFLEET_COUPON_"
+MAX_SKEW_ENV = "STOREFLEET_EVENT_MAX_SKEW_SECONDS"
+DEAD_LETTER_TOPIC_ENV = "STOREFLEET_DEAD_LETTER_TOPIC"
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 100_000
 
 
 @dataclass(frozen=True)
@@ -86,21 +94,18 @@ class BonusSettings:
     kafka_bootstrap: str
     events_topic: str = "events"
     coupons_topic: str = "coupons"
+    dead_letter_topic: str = topics.DEAD_LETTER
+    max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS
     checkpoint_dir: Path = Path(".storefleet/bonus/checkpoints")
     master: str | None = None  # None: spark-submit's --master, or local[*] when run directly
     trigger_seconds: float = 1.0
     shuffle_partitions: int = 2
     allowed_lateness_seconds: int = 3600
-    max_offsets_per_trigger: int | None = None
+    max_offsets_per_trigger: int | None = DEFAULT_MAX_OFFSETS_PER_TRIGGER
     starting_offsets: str = "earliest"
     driver_memory: str | None = None
     outbox_poll_seconds: float = 1.0
     ui: bool = False
-
-    @property
-    def store_pattern(self) -> str:
-        """The fleet's store ids, as a (Java and Python) regular expression."""
-        return f"^{self.fleet}-[0-9]{{4,}}$"
 
     @classmethod
     def from_env(cls, fleet: Fleet, environ: Mapping[str, str] | None = None,
@@ -113,7 +118,9 @@ class BonusSettings:
             pg_dsn=require(PG_DSN, dict(env)),
             kafka_bootstrap=require(KAFKA_BOOTSTRAP, dict(env)),
             events_topic=env.get("STOREFLEET_EVENTS_TOPIC") or "events",
-            coupons_topic=env.get("STOREFLEET_COUPONS_TOPIC") or "coupons",
+            coupons_topic=env.get("STOREFLEET_COUPONS_TOPIC") or topics.COUPONS,
+            dead_letter_topic=env.get(DEAD_LETTER_TOPIC_ENV) or topics.DEAD_LETTER,
+            max_skew_seconds=env_int(env, MAX_SKEW_ENV, DEFAULT_MAX_SKEW_SECONDS, 0, 86_400),
             checkpoint_dir=Path(env.get(PREFIX + "CHECKPOINT_DIR")
                                 or state / "bonus" / fleet.name / "checkpoints"),
             master=env.get("STOREFLEET_SPARK_MASTER") or None,
@@ -122,7 +129,8 @@ class BonusSettings:
             allowed_lateness_seconds=env_int(env, PREFIX + "ALLOWED_LATENESS_SECONDS", 3600, 0,
                                              7 * 86_400),
             max_offsets_per_trigger=env_int(
-                env, PREFIX + "MAX_OFFSETS_PER_TRIGGER", 0, 0, 10**9) or None,
+                env, PREFIX + "MAX_OFFSETS_PER_TRIGGER", DEFAULT_MAX_OFFSETS_PER_TRIGGER, 0,
+                10**9) or None,
             starting_offsets=env.get(PREFIX + "STARTING_OFFSETS") or "earliest",
             driver_memory=env.get(PREFIX + "DRIVER_MEMORY") or None,
             outbox_poll_seconds=env_float(env, PREFIX + "OUTBOX_POLL_SECONDS", 1.0, 0.05, 600),

@@ -3,7 +3,9 @@
 Readers (the dashboard, `storefleet insights show`, users' tools) import this module only; it
 needs neither Spark nor PostgreSQL.
 
-- key `storefleet:insights:<scope>:<metric>` (scope = a store id or `ALL`) holds the latest value
+- key `storefleet:insights:<scope>:<metric>` holds the latest value; a scope is a store id,
+  `ALL:<fleet>` (that fleet's stores) or `ALL` (every store of the platform); ':' is never in a
+  store id, so the names cannot collide. It holds the value
   as JSON: {"scope", "metric", "window_start", "window_end", "value", "updated_at"}; times are
   RFC 3339 UTC strings. A key only moves forward in time: an update of an older window (a late
   event) goes to the PostgreSQL history but does not replace a newer value in Redis.
@@ -20,6 +22,7 @@ from typing import Any
 
 PREFIX = "storefleet:insights"
 ALL = "ALL"
+FLEET_ALL_PREFIX = ALL + ":"
 
 # metric -> what its "value" is
 METRICS: dict[str, str] = {
@@ -35,6 +38,16 @@ METRICS: dict[str, str] = {
     "oversold": "{oversold_units, products_affected}: units sold beyond stock in the minute",
     "errors": "{<component>: count}: DataCat Error lines in the minute",
 }
+
+
+def fleet_all(fleet: str) -> str:
+    """The scope of one fleet's stores: `ALL:<fleet>`."""
+    return FLEET_ALL_PREFIX + fleet
+
+
+def fleet_of_scope(scope: str) -> str | None:
+    """`ALL:<fleet>` -> fleet; any other scope -> None."""
+    return scope[len(FLEET_ALL_PREFIX):] if scope.startswith(FLEET_ALL_PREFIX) else None
 
 
 def key(scope: str, metric: str) -> str:

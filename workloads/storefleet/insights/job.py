@@ -3,14 +3,19 @@
 Reads: the Kafka events topic (STOREFLEET_EVENTS_TOPIC), the DataCat log folders
 (STOREFLEET_LOGS_DIR/<store_id>/*.log, Error lines) and conta_verde.purchase_orders (JDBC).
 Writes: PostgreSQL history (analytics.insight_*) and Redis, key storefleet:insights:<scope>:<metric>
-plus a notice on channel storefleet:insights:<scope> (contract.py). Settings: settings.py.
+plus a notice on channel storefleet:insights:<scope> (contract.py); messages it cannot process
+to the dead-letter topic (STOREFLEET_DEAD_LETTER_TOPIC) and analytics.dead_letters, where they are
+counted. Which scopes: STOREFLEET_INSIGHTS_SCOPE (scope.py). Settings: settings.py.
 
 Streaming queries, each with its checkpoint under the checkpoint dir, so a restart continues:
-- activity: events -> dedupe (event_id, watermark) -> activity_per_minute -> ActivitySink
-  (insights 1-6);
-- views_before_purchase: events -> dedupe -> ViewsBeforePurchaseSink (insight 7);
+- activity: events -> checked (sparkevents) -> the job's stores -> dedupe (event_id, watermark)
+  -> activity_per_minute -> ActivitySink (insights 1-6);
+- views_before_purchase: the same events -> dedupe -> ViewsBeforePurchaseSink (insight 7);
+- dead_letters: events with a problem (bad JSON, out of events/bounds.py, event time beyond the
+  job's clock + max skew) that are this job's business -> sparkevents.DeadLetters;
 - errors: DataCat files -> errors_per_minute -> ErrorsSink (insight 9);
 and every STOREFLEET_INSIGHTS_OVERSOLD_POLL_SECONDS, complete minutes of oversold orders (8).
+A bad message never reaches the watermark or a sink, so it can neither freeze nor stop the job.
 
 Run locally:  storefleet insights run [--trigger-seconds 1] [--shuffle-partitions 4]
 On a cluster: spark-submit --master k8s://https://$API --deploy-mode cluster \
@@ -52,7 +57,8 @@ class InsightsJob:
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def poll_oversold(self) -> int:
-        """Recompute the complete minutes of oversold orders since the last ones written."""
+        """Recompute the complete minutes of oversold orders since the last ones written (of the
+        job's scopes only)."""
         from storefleet.insights.sources import oversold_orders
         from storefleet.insights.transforms import oversold_per_minute
 
@@ -61,7 +67,7 @@ class InsightsJob:
         if since is not None:
             since = since.replace(second=0, microsecond=0)
         orders = oversold_orders(self.spark, self.settings.endpoints.pg_dsn, since)
-        rows = oversold_per_minute(orders).collect()
+        rows = oversold_per_minute(orders, self.settings.scope).collect()
         self.oversold.write(rows, -1)
         return len(rows)
 
@@ -107,21 +113,27 @@ def start_job(spark: Any, settings: InsightsSettings) -> InsightsJob:
     from pyspark.sql import functions as F
 
     from storefleet import spark as shared
+    from storefleet import sparkevents
     from storefleet.insights import sinks, sources
     from storefleet.insights import transforms as t
 
     endpoints = settings.endpoints
+    scope = settings.scope
     trigger = {"processingTime": f"{settings.trigger_seconds} seconds"}
     checkpoints = settings.checkpoint_dir
     job = InsightsJob(spark, settings)
 
-    def events() -> Any:
+    def checked() -> Any:
         raw = shared.kafka_events(spark, endpoints.kafka_bootstrap, settings.events_topic,
                                   settings.starting_offsets, settings.max_offsets_per_trigger)
-        return t.parse_events(raw)
+        return sparkevents.checked_events(raw, settings.max_skew_seconds)
 
-    activity_sink = sinks.ActivitySink(endpoints.pg_dsn, endpoints.redis_url, settings.top_n)
-    activity = t.activity_per_minute(t.dedupe_events(events(), settings.watermark_seconds))
+    def events() -> Any:
+        return t.in_scope(sparkevents.valid_events(checked()), scope)
+
+    activity_sink = sinks.ActivitySink(endpoints.pg_dsn, endpoints.redis_url, settings.top_n,
+                                       scope=scope)
+    activity = t.activity_per_minute(t.dedupe_events(events(), settings.watermark_seconds), scope)
     job.sinks.append(activity_sink)
     job.queries.append(
         activity.writeStream.queryName("insights_activity").outputMode("update")
@@ -131,7 +143,8 @@ def start_job(spark: Any, settings: InsightsSettings) -> InsightsJob:
     )
 
     vbp_sink = sinks.ViewsBeforePurchaseSink(
-        endpoints.pg_dsn, endpoints.redis_url, watermark_seconds=settings.watermark_seconds
+        endpoints.pg_dsn, endpoints.redis_url, watermark_seconds=settings.watermark_seconds,
+        scope=scope,
     )
     relevant = events().where(
         F.col("type").isin(t.VIEW, t.PURCHASE) & F.col("product_id").isNotNull()
@@ -145,18 +158,39 @@ def start_job(spark: Any, settings: InsightsSettings) -> InsightsJob:
         .trigger(**trigger).start()
     )
 
-    errors_sink = sinks.ErrorsSink(endpoints.pg_dsn, endpoints.redis_url)
-    errors = t.datacat_errors(t.parse_datacat(sources.datacat_lines(spark, settings.logs_dir)))
+    # A fleet's job dead-letters the bad messages of its own stores; the platform (or local)
+    # job also those of no fleet (bad JSON, `ALL`, ...), so each is dead-lettered once per kind.
+    bad = checked().where(F.col("problem").isNotNull())
+    if scope.mode == "fleet":
+        bad = t.in_scope(bad, scope)
+    dead_letters = sparkevents.DeadLetters("insights", scope.job, endpoints.kafka_bootstrap,
+                                           endpoints.pg_dsn, settings.dead_letter_topic)
+    job.sinks.append(dead_letters)
+    job.queries.append(
+        bad.writeStream.queryName("insights_dead_letters").outputMode("append")
+        .foreachBatch(dead_letters)
+        .option("checkpointLocation", str(checkpoints / "dead_letters"))
+        .trigger(**trigger).start()
+    )
+
+    errors_sink = sinks.ErrorsSink(endpoints.pg_dsn, endpoints.redis_url, scope=scope)
+    stores = f"{scope.fleet}-*" if scope.fleet else "*"
+    errors = t.datacat_errors(t.parse_datacat(
+        sources.datacat_lines(spark, settings.logs_dir, stores=stores)))
+    # The same defence for log lines: one dated 2099 would hold the watermark there forever.
+    errors = errors.where(F.col("ts") <= F.current_timestamp()
+                          + F.expr(f"INTERVAL {settings.max_skew_seconds} SECONDS"))
     job.sinks.append(errors_sink)
     job.queries.append(
-        t.errors_per_minute(errors.withWatermark("ts", f"{settings.watermark_seconds} seconds"))
+        t.errors_per_minute(errors.withWatermark("ts", f"{settings.watermark_seconds} seconds"),
+                            scope)
         .writeStream.queryName("insights_errors").outputMode("update")
         .foreachBatch(errors_sink)
         .option("checkpointLocation", str(checkpoints / "errors"))
         .trigger(**trigger).start()
     )
 
-    job.oversold = sinks.OversoldSink(endpoints.pg_dsn, endpoints.redis_url)
+    job.oversold = sinks.OversoldSink(endpoints.pg_dsn, endpoints.redis_url, scope=scope)
     job.sinks.append(job.oversold)
     return job
 
@@ -202,7 +236,8 @@ def run(master: str | None, checkpoint_dir: str | None, logs_dir: str | None,
     job = start_job(spark, settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: job.stopping.set())
-    click.echo(f"insights job running: topic {settings.events_topic!r}, logs {settings.logs_dir}, "
+    click.echo(f"insights job running: scope {settings.scope.job!r}, topic "
+               f"{settings.events_topic!r}, logs {settings.logs_dir}, "
                f"checkpoints {settings.checkpoint_dir}", err=True)
     try:
         job.run(duration)

@@ -2,12 +2,18 @@
 
 STOREFLEET_PG_DSN, STOREFLEET_REDIS_URL, STOREFLEET_KAFKA_BOOTSTRAP: the services (required).
 STOREFLEET_EVENTS_TOPIC: the events topic (default "events").
+STOREFLEET_INSIGHTS_SCOPE: fleet | platform | all (default all; scope.py); `fleet` needs
+STOREFLEET_FLEET_NAME.
+STOREFLEET_DEAD_LETTER_TOPIC: where messages the job cannot process go (default
+"events-dead-letter"); STOREFLEET_EVENT_MAX_SKEW_SECONDS (60): events further ahead of the job's
+clock are dead-lettered.
 STOREFLEET_LOGS_DIR: DataCat log folders, one per store (default <state>/logs).
 STOREFLEET_INSIGHTS_CHECKPOINT_DIR: streaming checkpoints (default <state>/insights/checkpoints).
 STOREFLEET_SPARK_MASTER: Spark master (default: spark-submit's --master, else local[*]).
 STOREFLEET_INSIGHTS_TRIGGER_SECONDS (1), _WATERMARK_SECONDS (120), _SHUFFLE_PARTITIONS (4),
 _TOP_N (10), _OVERSOLD_POLL_SECONDS (5), _OVERSOLD_LOOKBACK_SECONDS (300),
-_MAX_OFFSETS_PER_TRIGGER (0: no limit), _STARTING_OFFSETS (earliest).
+_MAX_OFFSETS_PER_TRIGGER (100000 per micro-batch and query, so a restart on a long backlog
+catches up in bounded batches; 0: no limit), _STARTING_OFFSETS (earliest).
 """
 
 from __future__ import annotations
@@ -17,17 +23,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from storefleet import paths
+from storefleet import paths, topics
 from storefleet.endpoints import Endpoints, from_env
 from storefleet.envvars import env_float, env_int
+from storefleet.events.bounds import DEFAULT_MAX_SKEW_SECONDS
+from storefleet.insights.scope import ALL_SCOPES, JobScope
 
 PREFIX = "STOREFLEET_INSIGHTS_"
+MAX_SKEW_ENV = "STOREFLEET_EVENT_MAX_SKEW_SECONDS"
+DEAD_LETTER_TOPIC_ENV = "STOREFLEET_DEAD_LETTER_TOPIC"
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 100_000
 
 
 @dataclass(frozen=True)
 class InsightsSettings:
     endpoints: Endpoints
     events_topic: str = "events"
+    scope: JobScope = ALL_SCOPES
+    dead_letter_topic: str = topics.DEAD_LETTER
+    max_skew_seconds: int = DEFAULT_MAX_SKEW_SECONDS
     logs_dir: Path = Path(".storefleet/logs")
     checkpoint_dir: Path = Path(".storefleet/insights/checkpoints")
     master: str | None = None  # None: spark-submit's --master, or local[*] when run directly
@@ -37,7 +51,7 @@ class InsightsSettings:
     top_n: int = 10
     oversold_poll_seconds: float = 5.0
     oversold_lookback_seconds: int = 300
-    max_offsets_per_trigger: int | None = None
+    max_offsets_per_trigger: int | None = DEFAULT_MAX_OFFSETS_PER_TRIGGER
     starting_offsets: str = "earliest"
     ui: bool = False
 
@@ -48,7 +62,10 @@ class InsightsSettings:
 
         settings = cls(
             endpoints=from_env(dict(env)),
-            events_topic=env.get("STOREFLEET_EVENTS_TOPIC") or "events",
+            events_topic=env.get("STOREFLEET_EVENTS_TOPIC") or topics.EVENTS,
+            scope=JobScope.from_env(env),
+            dead_letter_topic=env.get(DEAD_LETTER_TOPIC_ENV) or topics.DEAD_LETTER,
+            max_skew_seconds=env_int(env, MAX_SKEW_ENV, DEFAULT_MAX_SKEW_SECONDS, 0, 86_400),
             logs_dir=Path(env.get("STOREFLEET_LOGS_DIR") or state / "logs"),
             checkpoint_dir=Path(
                 env.get(PREFIX + "CHECKPOINT_DIR") or state / "insights" / "checkpoints"
@@ -62,7 +79,8 @@ class InsightsSettings:
             oversold_lookback_seconds=env_int(
                 env, PREFIX + "OVERSOLD_LOOKBACK_SECONDS", 300, 0, 86_400),
             max_offsets_per_trigger=env_int(
-                env, PREFIX + "MAX_OFFSETS_PER_TRIGGER", 0, 0, 10**9) or None,
+                env, PREFIX + "MAX_OFFSETS_PER_TRIGGER", DEFAULT_MAX_OFFSETS_PER_TRIGGER, 0,
+                10**9) or None,
             starting_offsets=env.get(PREFIX + "STARTING_OFFSETS") or "earliest",
         )
         chosen = {k: v for k, v in overrides.items() if v is not None}

@@ -8,6 +8,10 @@ crash between the commit and Redis is healed by that re-delivery: nothing is cou
 
 The cost of a batch depends on the batch and on the last hour, never on the whole history: the
 read-backs are index range scans of the latest minute or the last hour of the scopes touched.
+
+Scopes (scope.py): a sink computes the scopes of its job's `JobScope` only; the per-event and
+per-product working rows carry the job's label (`job` column, migration 0080), and so does the
+event-time clock, so a fleet's job and the platform job never touch each other's rows.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import Any
 import psycopg
 import redis
 
-from storefleet.insights.contract import ALL, InsightValue, channel, key, rfc3339
+from storefleet.insights.contract import ALL, InsightValue, channel, fleet_of_scope, key, rfc3339
+from storefleet.insights.scope import ALL_SCOPES, JobScope
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +117,19 @@ class History:
             self._conn.close()
         self._conn = None
 
-    def advance_clock(self, minute: datetime | None) -> datetime | None:
-        """Move the event-time clock forward to `minute`; returns the clock."""
+    def advance_clock(self, minute: datetime | None, name: str) -> datetime | None:
+        """Move the event-time clock `name` (a job's label) forward to `minute`; returns it."""
         if minute is not None:
             row = self.conn.execute(
-                """INSERT INTO analytics.insight_clock (name, minute) VALUES ('events', %s)
+                """INSERT INTO analytics.insight_clock (name, minute) VALUES (%s, %s)
                    ON CONFLICT (name) DO UPDATE
                    SET minute = greatest(analytics.insight_clock.minute, excluded.minute)
                    RETURNING minute""",
-                (minute,),
+                (name, minute),
             ).fetchone()
         else:
             row = self.conn.execute(
-                "SELECT minute FROM analytics.insight_clock WHERE name = 'events'"
+                "SELECT minute FROM analytics.insight_clock WHERE name = %s", (name,)
             ).fetchone()
         return row[0] if row else None
 
@@ -138,16 +143,37 @@ def _scopes(rows: Iterable[Any]) -> list[str]:
 
 
 def _stores(scopes: Sequence[str]) -> list[str]:
-    return [s for s in scopes if s != ALL]
+    return [s for s in scopes if s != ALL and fleet_of_scope(s) is None]
+
+
+def _aggregates(scopes: Sequence[str]) -> list[str]:
+    return [s for s in scopes if s == ALL or fleet_of_scope(s) is not None]
+
+
+def rows_of_scope(scope: str, job: str) -> tuple[str, tuple[Any, ...]]:
+    """SQL condition and its parameters selecting a job's rows (columns job, store_id) that
+    count in `scope`: every row for ALL, the fleet's stores for ALL:<fleet>, else one store.
+    A fleet's store is `<fleet>-<digits>` (events.bounds.fleet_of_store)."""
+    fleet = fleet_of_scope(scope)
+    if scope == ALL:
+        return "job = %s", (job,)
+    if fleet is not None:
+        prefix = fleet + "-"
+        return ("job = %s AND left(store_id, %s) = %s AND substr(store_id, %s) ~ '^[0-9]+$'",
+                (job, len(prefix), prefix, len(prefix) + 1))
+    return "job = %s AND store_id = %s", (job, scope)
 
 
 class _Sink:
     name = "sink"
 
-    def __init__(self, dsn: str, redis_url: str, top_n: int = 10) -> None:
+    def __init__(self, dsn: str, redis_url: str, top_n: int = 10,
+                 scope: JobScope = ALL_SCOPES) -> None:
         self.history = History(dsn)
         self.publisher = Publisher(redis_url)
         self.top_n = top_n
+        self.scope = scope
+        self.job = scope.job
         self._lock = threading.Lock()
 
     def __call__(self, batch: Any, batch_id: int) -> None:
@@ -203,15 +229,16 @@ class ActivitySink(_Sink):
             if products:
                 conn.execute(
                     """INSERT INTO analytics.insight_product_minute
-                           (store_id, product_id, minute, product_views, unique_viewers,
+                           (job, store_id, product_id, minute, product_views, unique_viewers,
                             units_purchased)
-                       SELECT * FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[],
-                                            %s::bigint[], %s::bigint[], %s::bigint[])
-                       ON CONFLICT (store_id, minute, product_id) DO UPDATE SET
+                       SELECT %s, * FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[],
+                                                %s::bigint[], %s::bigint[], %s::bigint[])
+                       ON CONFLICT (job, store_id, minute, product_id) DO UPDATE SET
                            product_views = excluded.product_views,
                            unique_viewers = excluded.unique_viewers,
                            units_purchased = excluded.units_purchased, updated_at = now()""",
                     (
+                        self.job,
                         [r.store_id for r in products],
                         [r.product_id for r in products],
                         [utc(r.minute) for r in products],
@@ -220,8 +247,10 @@ class ActivitySink(_Sink):
                         [r.units_purchased for r in products],
                     ),
                 )
-            as_of = self.history.advance_clock(max(utc(r.minute) for r in rows))
-            scopes = sorted({*(r.scope for r in rows), ALL})
+            as_of = self.history.advance_clock(max(utc(r.minute) for r in rows), self.job)
+            # Totals rows name the scopes of this job; per-product rows carry their store as
+            # scope even where the job does not compute store scopes (platform).
+            scopes = sorted({r.scope for r in totals})
             values = self._latest_minute(scopes)
             values += self._rankings(scopes, as_of)
         self.publisher.publish(values)
@@ -250,11 +279,9 @@ class ActivitySink(_Sink):
         return values
 
     def _viewers(self, scope: str, minute: datetime) -> list[dict[str, Any]]:
-        where = "minute = %s AND unique_viewers > 0"
-        params: tuple[Any, ...] = (minute,)
-        if scope != ALL:
-            where += " AND store_id = %s"
-            params += (scope,)
+        of_scope, params = rows_of_scope(scope, self.job)
+        where = f"{of_scope} AND minute = %s AND unique_viewers > 0"
+        params += (minute,)
         rows = self.history.conn.execute(
             f"""SELECT store_id, product_id, unique_viewers FROM analytics.insight_product_minute
                 WHERE {where} ORDER BY unique_viewers DESC, store_id, product_id LIMIT %s""",
@@ -282,26 +309,28 @@ class ActivitySink(_Sink):
                         CROSS JOIN LATERAL (
                             SELECT product_id, sum({column}) AS total
                             FROM analytics.insight_product_minute p
-                            WHERE p.store_id = s.scope AND p.minute >= %s AND p.minute < %s
+                            WHERE p.job = %s AND p.store_id = s.scope
+                              AND p.minute >= %s AND p.minute < %s
                             GROUP BY product_id HAVING sum({column}) > 0
                             ORDER BY total DESC, product_id LIMIT %s) t""",
-                    (stores, start, end, self.top_n),
+                    (stores, self.job, start, end, self.top_n),
                 ):
                     ranked[scope].append(
                         {"rank": len(ranked[scope]) + 1, "store_id": store,
                          "product_id": product, unit: int(total)}
                     )
-            if ALL in scopes:
+            for aggregate in _aggregates(scopes):
+                of_scope, params = rows_of_scope(aggregate, self.job)
                 for store, product, total in conn.execute(
                     f"""SELECT store_id, product_id, sum({column}) AS total
                         FROM analytics.insight_product_minute
-                        WHERE minute >= %s AND minute < %s
+                        WHERE {of_scope} AND minute >= %s AND minute < %s
                         GROUP BY store_id, product_id HAVING sum({column}) > 0
                         ORDER BY total DESC, store_id, product_id LIMIT %s""",
-                    (start, end, self.top_n),
+                    (*params, start, end, self.top_n),
                 ):
-                    ranked[ALL].append(
-                        {"rank": len(ranked[ALL]) + 1, "store_id": store,
+                    ranked[aggregate].append(
+                        {"rank": len(ranked[aggregate]) + 1, "store_id": store,
                          "product_id": product, unit: int(total)}
                     )
             conn.execute(
@@ -328,27 +357,27 @@ class ViewsBeforePurchaseSink(_Sink):
     name = "views_before_purchase"
 
     def __init__(self, dsn: str, redis_url: str, horizon_seconds: int = 3600,
-                 watermark_seconds: int = 120) -> None:
-        super().__init__(dsn, redis_url)
+                 watermark_seconds: int = 120, scope: JobScope = ALL_SCOPES) -> None:
+        super().__init__(dsn, redis_url, scope=scope)
         self.horizon = timedelta(seconds=horizon_seconds)
         self.retention = self.horizon + timedelta(seconds=watermark_seconds) + MINUTE
 
     def write(self, batch: Any, batch_id: int) -> None:
-        rows = batch.select(
+        rows = [r for r in batch.select(
             "event_id", "store_id", "user_id", "product_id", "ts", "type"
-        ).collect()
+        ).collect() if self.scope.owns(r.store_id)]
         if not rows:
             return
         conn = self.history.conn
         with conn.transaction():
             conn.execute(
                 """INSERT INTO analytics.insight_vbp_events
-                       (event_id, store_id, user_id, product_id, ts, is_purchase)
-                   SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[],
-                                        %s::timestamptz[], %s::boolean[])
-                   ON CONFLICT (event_id) DO NOTHING""",
+                       (job, event_id, store_id, user_id, product_id, ts, is_purchase)
+                   SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[],
+                                            %s::timestamptz[], %s::boolean[])
+                   ON CONFLICT (job, event_id) DO NOTHING""",
                 (
-                    [r.event_id for r in rows], [r.store_id for r in rows],
+                    self.job, [r.event_id for r in rows], [r.store_id for r in rows],
                     [r.user_id for r in rows], [r.product_id for r in rows],
                     [utc(r.ts) for r in rows], [r.type == "purchase" for r in rows],
                 ),
@@ -363,38 +392,40 @@ class ViewsBeforePurchaseSink(_Sink):
                    ), purchases AS (
                        SELECT e.event_id, e.store_id, e.user_id, e.product_id, e.ts
                        FROM keys k JOIN analytics.insight_vbp_events e
-                         ON e.store_id = k.store_id AND e.user_id = k.user_id
+                         ON e.job = %(job)s AND e.store_id = k.store_id AND e.user_id = k.user_id
                         AND e.product_id = k.product_id AND e.is_purchase AND e.ts >= k.since
                    )
                    INSERT INTO analytics.insight_views_before_purchase
-                       (purchase_event_id, store_id, user_id, product_id, ts, views_before)
-                   SELECT p.event_id, p.store_id, p.user_id, p.product_id, p.ts,
+                       (job, purchase_event_id, store_id, user_id, product_id, ts, views_before)
+                   SELECT %(job)s, p.event_id, p.store_id, p.user_id, p.product_id, p.ts,
                           (SELECT count(*) FROM analytics.insight_vbp_events v
-                           WHERE v.store_id = p.store_id AND v.user_id = p.user_id
+                           WHERE v.job = %(job)s AND v.store_id = p.store_id
+                             AND v.user_id = p.user_id
                              AND v.product_id = p.product_id AND NOT v.is_purchase
                              AND v.ts < p.ts AND v.ts >= p.ts - %(horizon)s
                              AND v.ts >= coalesce(prev.ts, '-infinity'))
                    FROM purchases p
                    LEFT JOIN LATERAL (
                        SELECT max(q.ts) AS ts FROM analytics.insight_vbp_events q
-                       WHERE q.store_id = p.store_id AND q.user_id = p.user_id
+                       WHERE q.job = %(job)s AND q.store_id = p.store_id AND q.user_id = p.user_id
                          AND q.product_id = p.product_id AND q.is_purchase
                          AND q.ts < p.ts AND q.ts >= p.ts - %(horizon)s) prev ON true
-                   ON CONFLICT (purchase_event_id) DO UPDATE
+                   ON CONFLICT (job, purchase_event_id) DO UPDATE
                    SET views_before = excluded.views_before""",
                 {
+                    "job": self.job,
                     "stores": [r.store_id for r in rows], "users": [r.user_id for r in rows],
                     "products": [r.product_id for r in rows], "ts": [utc(r.ts) for r in rows],
                     "horizon": self.horizon,
                 },
             )
             newest = max(utc(r.ts) for r in rows).replace(second=0, microsecond=0)
-            as_of = self.history.advance_clock(newest) or newest
+            as_of = self.history.advance_clock(newest, self.job) or newest
             conn.execute(
-                "DELETE FROM analytics.insight_vbp_events WHERE ts < %s",
-                (as_of - self.retention,),
+                "DELETE FROM analytics.insight_vbp_events WHERE job = %s AND ts < %s",
+                (self.job, as_of - self.retention),
             )
-            scopes = sorted({r.store_id for r in rows} | {ALL})
+            scopes = sorted({s for r in rows for s in self.scope.scopes_of(r.store_id)})
             values = self._stats(scopes, as_of)
         self.publisher.publish(values)
 
@@ -410,15 +441,17 @@ class ViewsBeforePurchaseSink(_Sink):
                 f"""SELECT s.scope, st.* FROM unnest(%s::text[]) AS s(scope)
                     CROSS JOIN LATERAL (
                         SELECT {aggregate} FROM analytics.insight_views_before_purchase v
-                        WHERE v.store_id = s.scope AND v.ts >= %s AND v.ts < %s) st""",
-                (stores, start, end),
+                        WHERE v.job = %s AND v.store_id = s.scope
+                          AND v.ts >= %s AND v.ts < %s) st""",
+                (stores, self.job, start, end),
             ):
                 found[scope] = (purchases, median, mean)
-        if ALL in scopes:
-            found[ALL] = conn.execute(
+        for scope in _aggregates(scopes):
+            of_scope, params = rows_of_scope(scope, self.job)
+            found[scope] = conn.execute(
                 f"""SELECT {aggregate} FROM analytics.insight_views_before_purchase
-                    WHERE ts >= %s AND ts < %s""",
-                (start, end),
+                    WHERE {of_scope} AND ts >= %s AND ts < %s""",
+                (*params, start, end),
             ).fetchone()
         values = []
         for scope, (purchases, median, mean) in found.items():
@@ -450,7 +483,8 @@ class OversoldSink(_Sink):
         """Where the next incremental read starts: the newest minute written, less `lookback`
         (orders committed late), or None the first time (read everything once)."""
         row = self.history.conn.execute(
-            "SELECT max(minute) FROM analytics.insight_oversold_minute WHERE scope = %s", (ALL,)
+            "SELECT max(minute) FROM analytics.insight_oversold_minute WHERE scope = %s",
+            (self.scope.anchor,),
         ).fetchone()
         return None if row is None or row[0] is None else row[0] - lookback
 

@@ -14,10 +14,12 @@ from pyspark.sql import DataFrame, SparkSession
 from storefleet.endpoints import SettingError
 
 
-def datacat_lines(spark: SparkSession, logs_dir: Path, max_files_per_trigger: int = 1000
-                  ) -> DataFrame:
+def datacat_lines(spark: SparkSession, logs_dir: Path, max_files_per_trigger: int = 1000,
+                  stores: str = "*") -> DataFrame:
     """Every DataCat file `<logs_dir>/<store_id>/*.log` as a stream of lines (column value).
 
+    `stores` is a glob of the store folders to read (a fleet's job: `<fleet>-*`; the transforms
+    still keep only the fleet's own stores, since `a-*` also matches fleet `a-b`'s folders).
     Files are renamed into place whole; the dot-temp names never match the pattern, and the
     checkpoint remembers which files were read, so a restart reads each file once.
     """
@@ -25,7 +27,7 @@ def datacat_lines(spark: SparkSession, logs_dir: Path, max_files_per_trigger: in
     return (
         spark.readStream.format("text")
         .option("maxFilesPerTrigger", str(max_files_per_trigger))
-        .load(str(logs_dir / "*" / "*.log"))
+        .load(str(logs_dir / stores / "*.log"))
     )
 
 

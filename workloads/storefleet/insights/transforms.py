@@ -3,9 +3,10 @@
 Every function works on a static DataFrame (tests, benchmarks) and, where it is a streaming step
 of the job, on a streaming one too. Nothing here reads or writes outside Spark.
 
-Scopes: each result row carries `scope`, a store id or `ALL` (every store). A product is
-identified by (store_id, product_id) and a user by (store_id, user_id), so per-product rows keep
-their store even in the `ALL` scope.
+Scopes: each result row carries `scope`, a store id, `ALL:<fleet>` (that fleet's stores) or `ALL`
+(every store); which of them a job computes is its `JobScope` (scope.py, default: all of them).
+A product is identified by (store_id, product_id) and a user by (store_id, user_id), so
+per-product rows keep their store even in the aggregate scopes.
 
 "Last hour" means the current minute and the 59 before it: the 60 one-minute windows ending with
 the minute `as_of` lies in.
@@ -20,14 +21,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType
 from pyspark.sql.window import Window
 
+from storefleet import sparkevents
+from storefleet.insights.contract import FLEET_ALL_PREFIX
+from storefleet.insights.scope import ALL_SCOPES, JobScope
+
 ALL = "ALL"
 MINUTE = "1 minute"
 HOUR_MINUTES = 60
 
-EVENT_SCHEMA = (
-    "event_id string, ts string, store_id string, user_id long, type string, product_id long,"
-    " quantity int, unit_price decimal(12,2), coupon_code string"
-)
 VIEW = "product_view"
 PURCHASE = "purchase"
 DATACAT_COLUMNS = ("ts", "store_id", "type", "content", "extra_1", "extra_2")
@@ -37,23 +38,13 @@ DATACAT_COLUMNS = ("ts", "store_id", "type", "content", "extra_1", "extra_2")
 
 
 def parse_events(raw: DataFrame) -> DataFrame:
-    """Kafka records (column `value`, bytes or text) -> typed events; malformed rows are dropped.
+    """Kafka records (column `value`, bytes or text) -> typed events; rows a job cannot process
+    (sparkevents.checked_events: malformed, out of the bounds of events/bounds.py) are dropped.
 
     `quantity` defaults to 1 as the event contract says; `ts` becomes a UTC timestamp.
+    The job itself dead-letters the dropped rows; this is its input for static DataFrames.
     """
-    event = F.from_json(F.col("value").cast("string"), EVENT_SCHEMA).alias("e")
-    return (
-        raw.select(event)
-        .select("e.*")
-        .withColumn("ts", F.col("ts").try_cast("timestamp"))
-        .withColumn("quantity", F.coalesce(F.col("quantity"), F.lit(1)))
-        .where(
-            F.col("event_id").isNotNull()
-            & F.col("ts").isNotNull()
-            & F.col("store_id").isNotNull()
-            & F.col("type").isNotNull()
-        )
-    )
+    return sparkevents.valid_events(sparkevents.checked_events(raw))
 
 
 def dedupe_events(events: DataFrame, watermark_seconds: int) -> DataFrame:
@@ -84,9 +75,31 @@ def parse_datacat(lines: DataFrame) -> DataFrame:
     )
 
 
-def with_scopes(df: DataFrame) -> DataFrame:
-    """Each row twice: once with `scope` = its store, once with `scope` = ALL."""
-    return df.withColumn("scope", F.explode(F.array(F.col("store_id"), F.lit(ALL))))
+def scope_names(store_id: Column, scope: JobScope = ALL_SCOPES) -> Column:
+    """array<string>: the scopes a row of `store_id` counts in for a job of `scope` (rows of other
+    fleets' stores are removed by `in_scope` first)."""
+    if scope.mode == "platform":
+        return F.array(F.lit(ALL))
+    if scope.mode == "fleet":
+        return F.array(store_id, F.lit(scope.anchor))
+    fleet = sparkevents.fleet_of_store(store_id)
+    return F.filter(
+        F.array(store_id, F.when(fleet.isNotNull(), F.concat(F.lit(FLEET_ALL_PREFIX), fleet)),
+                F.lit(ALL)),
+        lambda name: name.isNotNull(),
+    )
+
+
+def in_scope(df: DataFrame, scope: JobScope = ALL_SCOPES, column: str = "store_id") -> DataFrame:
+    """The rows whose store is this job's business: a fleet's stores for `fleet`, else all."""
+    if scope.mode != "fleet":
+        return df
+    return df.where(sparkevents.fleet_of_store(F.col(column)) == F.lit(scope.fleet))
+
+
+def with_scopes(df: DataFrame, scope: JobScope = ALL_SCOPES) -> DataFrame:
+    """Each row once per scope it counts in (its store, its fleet's `ALL:<fleet>`, `ALL`)."""
+    return df.withColumn("scope", F.explode(scope_names(F.col("store_id"), scope)))
 
 
 def _minute(ts: str | Column = "ts") -> Column:
@@ -100,23 +113,26 @@ def _is(kind: str) -> Column:
 # --- insights 1 to 4: one streaming aggregation -------------------------------------------------
 
 
-def activity_per_minute(events: DataFrame) -> DataFrame:
+def activity_per_minute(events: DataFrame, scope: JobScope = ALL_SCOPES) -> DataFrame:
     """Per one-minute window: totals per scope (product_id null) and per product of a store.
 
-    Columns: scope, minute, store_id (null on totals of ALL), product_id (null on totals),
-    product_views, unique_viewers (per product rows only), units_purchased, revenue.
-    One aggregation serves insights 1-4 so the job keeps one state store for them.
+    Columns: scope, minute, store_id (null on totals of an aggregate scope), product_id (null on
+    totals), product_views, unique_viewers (per product rows only), units_purchased, revenue.
+    One aggregation serves insights 1-4 so the job keeps one state store for them. Per-product
+    rows (scope = their store) are computed in every mode: the rankings of `ALL` read them.
     """
-    totals_store = F.struct(F.col("store_id").alias("scope"), F.col("store_id").alias("store"),
-                            F.lit(None).cast(LongType()).alias("product"))
-    totals_all = F.struct(F.lit(ALL).alias("scope"), F.lit(None).cast("string").alias("store"),
-                          F.lit(None).cast(LongType()).alias("product"))
+    totals = F.transform(
+        scope_names(F.col("store_id"), scope),
+        lambda name: F.struct(name.alias("scope"),
+                              F.when(name == F.col("store_id"), F.col("store_id")).alias("store"),
+                              F.lit(None).cast(LongType()).alias("product")),
+    )
     per_product = F.when(
         F.col("product_id").isNotNull(),
         F.struct(F.col("store_id").alias("scope"), F.col("store_id").alias("store"),
                  F.col("product_id").alias("product")),
     )
-    facets = F.filter(F.array(totals_store, totals_all, per_product), lambda f: f.isNotNull())
+    facets = F.filter(F.concat(totals, F.array(per_product)), lambda f: f.isNotNull())
     relevant = events.where(_is(VIEW) | _is(PURCHASE))
     exploded = relevant.withColumn("f", F.explode(facets))
     purchase_units = F.when(_is(PURCHASE), F.col("quantity"))
@@ -134,7 +150,7 @@ def activity_per_minute(events: DataFrame) -> DataFrame:
             F.coalesce(F.sum(purchase_units), F.lit(0)).cast(LongType()).alias("units_purchased"),
             F.coalesce(
                 F.sum(purchase_units * F.col("unit_price")), F.lit(0)
-            ).cast("decimal(14,2)").alias("revenue"),
+            ).cast("decimal(38,2)").alias("revenue"),
         )
         .select(
             "scope", F.col("w.start").alias("minute"), "store_id", "product_id",
@@ -280,12 +296,14 @@ def views_before_purchase_stats(per_purchase: DataFrame, as_of: datetime) -> Dat
 # --- insight 8: sold without stock --------------------------------------------------------------
 
 
-def oversold_per_minute(orders: DataFrame) -> DataFrame:
+def oversold_per_minute(orders: DataFrame, scope: JobScope = ALL_SCOPES) -> DataFrame:
     """Insight 8, from conta_verde.purchase_orders rows (store_id, product_id, oversold_units,
     created_at): scope, minute, oversold_units (units sold beyond stock), products_affected."""
-    oversold = orders.where(F.col("oversold_units") > 0)
+    oversold = in_scope(
+        orders.where((F.col("oversold_units") > 0) & sparkevents.is_store_id(F.col("store_id"))),
+        scope)
     return (
-        with_scopes(oversold)
+        with_scopes(oversold, scope)
         .groupBy("scope", _minute("created_at").alias("minute"))
         .agg(
             F.sum("oversold_units").cast(LongType()).alias("oversold_units"),
@@ -304,10 +322,11 @@ def datacat_errors(log_lines: DataFrame) -> DataFrame:
     )
 
 
-def errors_per_minute(errors: DataFrame) -> DataFrame:
-    """Insight 9: scope, minute, component, errors."""
+def errors_per_minute(errors: DataFrame, scope: JobScope = ALL_SCOPES) -> DataFrame:
+    """Insight 9: scope, minute, component, errors (lines of invalid store ids are ignored)."""
+    mine = in_scope(errors.where(sparkevents.is_store_id(F.col("store_id"))), scope)
     return (
-        with_scopes(errors)
+        with_scopes(mine, scope)
         .groupBy(F.window("ts", MINUTE).alias("w"), "scope", "component")
         .agg(F.count("*").alias("errors"))
         .select("scope", F.col("w.start").alias("minute"), "component", "errors")
