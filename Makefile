@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 # Extras of the storefleet package installed into .venv: every component's dependencies.
 EXTRAS := dev,operator,spark,dashboard
 
-.PHONY: setup system-packages python jars tools up test lint bench clean
+.PHONY: setup system-packages python jars tools up test lint bench clean \
+	cluster-tools cluster-up cluster-down cluster-test
 
 ## setup: everything a fresh machine needs (Debian packages, .venv, jars, Go-built tools)
 setup: system-packages python jars tools
@@ -35,6 +36,23 @@ jars:
 ## tools: Go-built helm, kubeconform, kubectl, kube-apiserver, kube-controller-manager, etcd
 tools:
 	tools/kube/install.sh
+
+## cluster-tools: Debian packages and Go-built binaries/images of the test cluster (tools/cluster)
+cluster-tools:
+	scripts/install-cluster-packages.sh
+	tools/cluster/install.sh
+
+## cluster-up / cluster-down: a real single-node Kubernetes on this machine (root); up prints
+## its kubeconfig path, down removes it and restores the host
+cluster-up: cluster-tools
+	tools/cluster/up
+
+cluster-down:
+	tools/cluster/down
+
+## cluster-test: the cluster tests (tests/cluster), on a node brought up and down by them
+cluster-test: python cluster-tools
+	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 ## up: the whole platform locally from $(MANIFEST), until Ctrl-C
 # The platform needs no Kubernetes tools, so `up` skips building them.
