@@ -13,6 +13,8 @@ command -v runc >/dev/null || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 command -v iptables >/dev/null || missing+=(iptables)
 command -v conntrack >/dev/null || missing+=(conntrack)
+# nft: `down` and its test check that no nftables table of kube-proxy is left.
+command -v nft >/dev/null || missing+=(nftables)
 command -v buildah >/dev/null || missing+=(buildah)
 command -v podman >/dev/null || missing+=(podman)
 command -v debootstrap >/dev/null || missing+=(debootstrap)

@@ -41,8 +41,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+# addons.py is a sibling file: this script is run by path, not imported from a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import addons  # noqa: E402  (a sibling file; this script is run by path, not as a package)
+import addons
 
 T = TypeVar("T")
 
@@ -275,6 +276,14 @@ def mount_points() -> list[str]:
     return points
 
 
+# podman and buildah (the image builds, which may run meanwhile) mount their own containers here.
+OTHER_RUNTIMES = ("/var/lib/containers/", "/run/containers/")
+
+
+def cluster_mount_points() -> list[str]:
+    return [p for p in mount_points() if not p.startswith(OTHER_RUNTIMES)]
+
+
 def our_processes(paths: Paths) -> list[dict[str, Any]]:
     """Processes of a cluster: any whose command line names the state folder (every daemon
     of `up` and containerd's shims do), and any in the kubelet's pod cgroups."""
@@ -327,7 +336,7 @@ def snapshot(paths: Paths) -> dict[str, Any]:
         "iptables": iptables_rules("4"),
         "ip6tables": iptables_rules("6"),
         "nft_tables": nft_tables(),
-        "mounts": sorted(mount_points()),
+        "mounts": sorted(cluster_mount_points()),
         "sysctls": {name: read_sysctl(name) for name in SYSCTLS},
         "host_paths": {path: os.path.lexists(path) for path in HOST_PATHS},
         "pod_cgroups": [str(path) for path in pod_cgroups()],
@@ -685,13 +694,9 @@ def start_control_plane(paths: Paths) -> None:
         probe.bind(("127.0.0.1", 0))
         etcd_peer_port = probe.getsockname()[1]
     start_daemon(paths, "etcd", [
-        str(tools / "etcd"), "--name", NODE_NAME, f"--data-dir={paths.etcd}",
+        str(tools / "etcd"), f"--data-dir={paths.etcd}",
         f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-        f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
         f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-        f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-        f"--initial-cluster={NODE_NAME}=http://127.0.0.1:{etcd_peer_port}",
-        "--quota-backend-bytes=2147483648",
     ])
 
     def etcd_healthy() -> bool:
@@ -1046,6 +1051,12 @@ def remove_iptables(before: dict[str, Any]) -> None:
                 quiet([command, "-w", "-t", table, "-F", chain])
             for chain in chains:
                 quiet([command, "-w", "-t", table, "-X", chain])
+        # iptables-nft makes a table on first use; one the host did not have and that is now
+        # empty goes too.
+        for table, lines in iptables_rules(family).items():
+            if table not in old and not any(line.startswith("-A ") for line in lines) \
+                    and shutil.which("nft"):
+                quiet(["nft", "delete", "table", "ip" if family == "4" else "ip6", table])
     old_tables = set(before.get("nft_tables") or [])
     for table in nft_tables():
         if table not in old_tables and table.split()[-1] in {"kube-proxy", "kubelet"}:
