@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import ipaddress
 import json
 import os
@@ -587,7 +588,11 @@ def load_archives(paths: Paths, archives: Iterable[str]) -> None:
     for item in archives:
         start = time.monotonic()
         if Path(item).is_file():
-            run(ctr(paths, "images", "import", item), timeout=900)
+            if archive_loaded(paths, Path(item)):
+                log(f"{item} is loaded already")
+                continue
+            output = run(ctr(paths, "images", "import", item), timeout=900).stdout.decode()
+            remember_archive(Path(item), output)
         else:
             if shutil.which("podman") is None:
                 raise ClusterError(f"{item} is no file, and podman is missing to export it")
@@ -602,6 +607,35 @@ def load_archives(paths: Paths, archives: Iterable[str]) -> None:
                 raise ClusterError(f"loading {item} failed: {podman_error.strip()} "
                                    f"{imported.stderr.decode(errors='replace').strip()}")
         log(f"loaded {item} in {time.monotonic() - start:.1f} s")
+
+
+# containerd's image store outlives `down`: an archive imported before, unchanged since and
+# whose images are still there, is not imported again (coredns alone takes ~10 s).
+def _archive_marker(archive: Path) -> Path:
+    key = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:16]
+    return containerd_root() / "storefleet-imported" / key
+
+
+def _archive_identity(archive: Path) -> str:
+    stat = archive.stat()
+    return f"{archive.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def remember_archive(archive: Path, import_output: str) -> None:
+    """Record the references `ctr images import` reported ("unpacking REF (sha256:...)")."""
+    refs = [line.split()[1] for line in import_output.splitlines()
+            if line.startswith("unpacking ") and len(line.split()) > 1]
+    marker = _archive_marker(archive)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"archive": _archive_identity(archive), "refs": refs}))
+
+
+def archive_loaded(paths: Paths, archive: Path) -> bool:
+    record = load_json(_archive_marker(archive))
+    if not record or record.get("archive") != _archive_identity(archive) or not record["refs"]:
+        return False
+    present = set(run(ctr(paths, "images", "list", "--quiet")).stdout.decode().split())
+    return all(ref in present for ref in record["refs"])
 
 
 # --- kubectl ---------------------------------------------------------------------------------
