@@ -85,7 +85,11 @@ OUR_CHAIN_PREFIXES = ("KUBE-", "STOREFLEET-")
 
 
 class ClusterError(RuntimeError):
-    """A step of `up` failed; the message says which and what to look at."""
+    """A step of `up` failed for good; the message says which and what to look at."""
+
+
+class CommandFailed(RuntimeError):
+    """A command exited non-zero; waits retry it until their deadline."""
 
 
 def log(message: str) -> None:
@@ -144,7 +148,7 @@ def run(argv: list[str], check: bool = True, input_bytes: bytes | None = None,
     result = subprocess.run(argv, input=input_bytes, capture_output=True, timeout=timeout,
                             check=False)
     if check and result.returncode != 0:
-        raise ClusterError(f"{shlex.join(argv)} failed ({result.returncode}): "
+        raise CommandFailed(f"{shlex.join(argv)} failed ({result.returncode}): "
                            f"{result.stderr.decode(errors='replace').strip()[-2000:]}")
     return result
 
@@ -1196,7 +1200,7 @@ def main(argv: list[str] | None = None) -> int:
             if not paths.admin_kubeconfig.exists():
                 raise ClusterError("no cluster is running: run tools/cluster/up")
             print(paths.admin_kubeconfig)
-    except ClusterError as exc:
+    except (ClusterError, CommandFailed) as exc:
         log(f"error: {exc}")
         if args.command == "up":
             log(f"logs are in {paths.logs}; run tools/cluster/down to clean up")
