@@ -123,10 +123,15 @@ def test_clusterip_service_and_dns_between_pods(node_cluster: NodeCluster,
         return node_cluster.kubectl("-n", namespace, "exec", "client", "--", *command,
                                     check=False)
 
+    def http_get(host: str) -> str:
+        # nc, not wget: Debian's static busybox wget crashes in a FROM-scratch image.
+        reply = exec_client("sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 80")
+        return reply.strip().splitlines()[-1] if reply.strip() else ""
+
     # Short name through the pod's search path, and the full name, both via the ClusterIP.
-    for url in ("http://web/", f"http://web.{namespace}.svc.cluster.local/"):
-        wait_for(f"{url} from the client pod", lambda url=url: exec_client(
-            "wget", "-q", "-T", "3", "-O", "-", url).strip() == token, 60)
+    for host in ("web", f"web.{namespace}.svc.cluster.local", cluster_ip):
+        wait_for(f"http://{host}/ from the client pod", lambda host=host: http_get(host) == token,
+                 60)
     lookup = exec_client("nslookup", f"web.{namespace}.svc.cluster.local")
     assert cluster_ip in lookup, lookup
     # Nothing leaves the machine: no default route in a pod, and names outside the cluster

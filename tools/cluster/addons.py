@@ -279,7 +279,8 @@ def metrics_server() -> list[Obj]:
                              "--kubelet-use-node-status-port",
                              "--kubelet-certificate-authority="
                              "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-                             "--metric-resolution=10s",
+                             "--metric-resolution=15s",
+                             "--kubelet-request-timeout=5s",
                          ],
                          "ports": [{"name": "https", "containerPort": 10250,
                                     "protocol": "TCP"}],

@@ -890,24 +890,25 @@ def node_ready(paths: Paths) -> bool:
 CHECK_NAMESPACE = "storefleet-node-check"
 
 
-def storage_check(paths: Paths) -> list[dict[str, Any]]:
-    """A PVC of the default class, written by a busybox pod."""
-    return [
+def storage_check() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A namespace with a PVC of the default class, and a busybox pod that writes to it."""
+    setup = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CHECK_NAMESPACE}},
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
          "metadata": {"name": "check", "namespace": CHECK_NAMESPACE},
          "spec": {"accessModes": ["ReadWriteOnce"],
                   "resources": {"requests": {"storage": "16Mi"}}}},
-        {"apiVersion": "v1", "kind": "Pod",
-         "metadata": {"name": "check", "namespace": CHECK_NAMESPACE},
-         "spec": {"restartPolicy": "Never",
-                  "containers": [{"name": "write", "image": addons.image("busybox"),
-                                  "imagePullPolicy": "Never",
-                                  "command": ["sh", "-c", "echo ok > /data/ok && cat /data/ok"],
-                                  "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
-                  "volumes": [{"name": "data",
-                               "persistentVolumeClaim": {"claimName": "check"}}]}},
     ]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "check", "namespace": CHECK_NAMESPACE},
+           "spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "write", "image": addons.image("busybox"),
+                                    "imagePullPolicy": "Never",
+                                    "command": ["sh", "-c", "echo ok > /data/ok && cat /data/ok"],
+                                    "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                    "volumes": [{"name": "data",
+                                 "persistentVolumeClaim": {"claimName": "check"}}]}}
+    return setup, pod
 
 
 def up(paths: Paths, timeout: float) -> Path:
@@ -955,8 +956,9 @@ def up(paths: Paths, timeout: float) -> Path:
     manifest = {"apiVersion": "v1", "kind": "List",
                 "items": addons.all_addons(DNS_IP, str(paths.local_path))}
     kubectl(paths, "apply", "-f", "-", input_text=json.dumps(manifest))
+    check_setup, check_pod = storage_check()
     kubectl(paths, "apply", "-f", "-", input_text=json.dumps(
-        {"apiVersion": "v1", "kind": "List", "items": storage_check(paths)}))
+        {"apiVersion": "v1", "kind": "List", "items": check_setup}))
 
     def dns_answers() -> bool:
         check_daemons(paths, DAEMONS)
@@ -964,6 +966,10 @@ def up(paths: Paths, timeout: float) -> Path:
 
     wait_for("CoreDNS to answer through its Service", dns_answers, timeout)
     step("CoreDNS answers")
+    # A pod is refused until the controller manager made its namespace's default account.
+    wait_for(f"the default service account of {CHECK_NAMESPACE}", lambda: kubectl(
+        paths, "-n", CHECK_NAMESPACE, "get", "serviceaccount", "default"), 60)
+    kubectl(paths, "apply", "-f", "-", input_text=json.dumps(check_pod))
 
     def claim_written() -> bool:
         check_daemons(paths, DAEMONS)
