@@ -54,3 +54,29 @@ def test_down_leaves_nothing(node_cluster: NodeCluster) -> None:
     again = node_command("down")
     assert again.returncode == 0, again.stderr
     assert host_snapshot() == after
+
+
+def test_down_cleans_up_after_a_failed_up(node_cluster: NodeCluster) -> None:
+    """`up` with no time to wait fails part-way, with daemons and the bridge already there;
+    `down` still brings the host back to the same state."""
+    assert node_cluster.down().returncode == 0  # the session's cluster is gone first
+    before = host_snapshot()
+    failed = node_command("up", "--timeout", "0")
+    assert failed.returncode == 1
+    assert "timed out" in failed.stderr, failed.stderr
+    partial = host_snapshot()
+    assert node.BRIDGE in added(before, partial, "links")
+    assert partial["processes"]
+
+    result = node_command("down")
+    assert result.returncode == 0, result.stderr
+    after = host_snapshot()
+    assert after["processes"] == []
+    for key in ("links", "routes", "nft_tables", "mounts"):
+        assert added(before, after, key) == [], key
+    assert added_rules(before, after, "iptables") == []
+    assert added_rules(before, after, "ip6tables") == []
+    assert after["sysctls"] == before["sysctls"]
+    assert after["host_paths"] == before["host_paths"]
+    assert after["pod_cgroups"] == before["pod_cgroups"]
+    assert after["state_dir"] is False
