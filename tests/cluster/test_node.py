@@ -98,6 +98,12 @@ def test_pod_runs_from_a_loaded_local_image(node_cluster: NodeCluster, namespace
     status = node_cluster.kubectl_json("-n", namespace, "get", "pod", "hello")["status"]
     assert status["containerStatuses"][0]["image"].endswith(f"storefleet-test/hello:{tag}")
     assert status["podIP"].startswith("10.244.0.")
+    # containerd's image store is a cache that outlives the cluster: leave no test image in it.
+    node_cluster.kubectl("-n", namespace, "delete", "pod", "hello", "--wait=true")
+    paths = node.Paths(node.state_dir())
+    removed = subprocess.run(node.ctr(paths, "images", "remove", reference), capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert removed.returncode == 0, removed.stderr
 
 
 def test_clusterip_service_and_dns_between_pods(node_cluster: NodeCluster,

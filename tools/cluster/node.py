@@ -597,6 +597,8 @@ def load_archives(paths: Paths, archives: Iterable[str]) -> None:
                 continue
             output = run(ctr(paths, "images", "import", item), timeout=900).stdout.decode()
             remember_archive(Path(item), output)
+        elif item.endswith((".tar", ".tar.gz", ".tgz")) or item.startswith(("/", "./", "../")):
+            raise ClusterError(f"{item}: no such archive file")
         else:
             if shutil.which("podman") is None:
                 raise ClusterError(f"{item} is no file, and podman is missing to export it")
