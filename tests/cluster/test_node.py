@@ -192,3 +192,41 @@ def test_kubectl_top_node_reports_usage(node_cluster: NodeCluster) -> None:
     pods = wait_for("kubectl top pod", lambda: node_cluster.kubectl(
         "top", "pod", "-n", "kube-system", "--no-headers", check=False), 120)
     assert "coredns" in pods
+
+
+def test_hpa_reads_cpu_metrics(node_cluster: NodeCluster, namespace: str) -> None:
+    """The controller manager's autoscaler gets CPU figures through metrics-server."""
+    busybox = node.addons.image("busybox")
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "idle"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "idle"}},
+                 "template": {"metadata": {"labels": {"app": "idle"}},
+                              "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                                  "name": "main", "image": busybox, "imagePullPolicy": "Never",
+                                  "command": ["sleep", "3600"],
+                                  "resources": {"requests": {"cpu": "10m"}}}]}}}}
+    autoscaler = {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "idle"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": "idle"},
+                 "minReplicas": 1, "maxReplicas": 2,
+                 "metrics": [{"type": "Resource", "resource": {
+                     "name": "cpu", "target": {"type": "Utilization",
+                                               "averageUtilization": 80}}}]}}
+    node_cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": [deployment, autoscaler]}))
+
+    def utilization() -> int | None:
+        status = node_cluster.kubectl_json("-n", namespace, "get", "hpa", "idle")["status"]
+        for metric in status.get("currentMetrics") or []:
+            current = metric.get("resource", {}).get("current", {})
+            if "averageUtilization" in current:
+                return current["averageUtilization"] + 1  # 0 % is an answer too
+        return None
+
+    measured = wait_for("the HPA's CPU utilization", utilization, 180) - 1
+    # `sleep` uses next to no CPU: far below the 80 % target, so one replica stays.
+    assert 0 <= measured < 80
+    hpa = node_cluster.kubectl_json("-n", namespace, "get", "hpa", "idle")
+    assert hpa["status"]["desiredReplicas"] == 1
