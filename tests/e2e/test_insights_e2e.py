@@ -39,7 +39,9 @@ STORES = ["e2e-0000", "e2e-0001", "e2e-0002"]
 # Every store is of fleet "e2e": its ALL:e2e has the same numbers as the platform's ALL.
 FLEET_ALL = "ALL:e2e"
 AGGREGATES = (FLEET_ALL, "ALL")
-T0 = datetime(2026, 11, 26, 16, 0, tzinfo=UTC)
+# Two hours ago on a whole hour: inside the webhook's event-time window (max age 7 days) on
+# whatever day the test runs, and old enough that every minute of the data set is closed.
+T0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
 WATERMARK = 60
 MINUTE = timedelta(minutes=1)
 
@@ -240,9 +242,9 @@ def test_webhook_to_insights_exact_and_restart_safe(services, job_env, processes
                                                      ) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(20261126)
     # Posted in time order, so no batch of the job sees an event older than its watermark.
-    first = sorted(make_events(rng, T0, 180, 300, "a"), key=lambda e: e["ts"])  # 16:00-16:03
+    first = sorted(make_events(rng, T0, 180, 300, "a"), key=lambda e: e["ts"])  # T0 .. T0+3 min
     second = sorted(make_events(rng, T0 + timedelta(minutes=3), 120, 300, "b"),
-                    key=lambda e: e["ts"])  # 16:03-16:05
+                    key=lambda e: e["ts"])  # T0+3 .. T0+5 min
     for scope_store in STORES:  # every store active in the last minute, so all rankings are fresh
         second.append({"event_id": f"last-{scope_store}", "ts": iso(T0 + timedelta(minutes=5)),
                        "store_id": scope_store, "user_id": 1, "type": "product_view",
@@ -262,11 +264,12 @@ def test_webhook_to_insights_exact_and_restart_safe(services, job_env, processes
     ])
     logs = Path(job_env["STOREFLEET_LOGS_DIR"])
     write_datacat(logs, STORES[0], 1, [
-        "2026-11-26T16:00:05.000Z;e2e-0000;Error;payments;E1;declined",
-        "2026-11-26T16:00:06.000Z;e2e-0000;Error;payments;E1;declined",
-        "2026-11-26T16:01:00.000Z;e2e-0000;Error;search;E2;timeout",
+        f"{iso(T0 + timedelta(seconds=5))};e2e-0000;Error;payments;E1;declined",
+        f"{iso(T0 + timedelta(seconds=6))};e2e-0000;Error;payments;E1;declined",
+        f"{iso(T0 + timedelta(minutes=1))};e2e-0000;Error;search;E2;timeout",
     ])
-    write_datacat(logs, STORES[2], 1, ["2026-11-26T16:02:00.000Z;e2e-0002;Error;cart;E3;full"])
+    write_datacat(logs, STORES[2], 1,
+                  [f"{iso(T0 + timedelta(minutes=2))};e2e-0002;Error;cart;E3;full"])
 
     webhook = start_webhook(job_env, job_env["STOREFLEET_EVENTS_TOPIC"])
     processes.append(webhook)

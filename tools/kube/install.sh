@@ -4,10 +4,12 @@
 # - kube-apiserver, kube-controller-manager, kubectl and etcd, built from this Go wrapper module
 #   (k8s.io/kubernetes with its staging modules replaced by their published versions;
 #   etcd embedded from go.etcd.io/etcd/server/v3);
-# - helm and kubeconform, by `go install`.
+# - helm and kubeconform, by `go install`;
+# - with --node, also the node tools of the test cluster (tools/cluster): kubelet,
+#   kube-scheduler and kube-proxy, from the same module.
 # Idempotent: a tool whose recorded version matches is not rebuilt, so a second run takes about
 # a second. Needs only Go and the Go module proxy. Cold, on 2 cores, it takes several minutes.
-# Usage: tools/kube/install.sh [--force]
+# Usage: tools/kube/install.sh [--force] [--node]
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,7 +21,13 @@ KUBE_TOOLS=(kube-apiserver kube-controller-manager etcd kubectl)
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 FORCE=0
-[[ "${1:-}" == "--force" ]] && FORCE=1
+for arg in "$@"; do
+    case "$arg" in
+        --force) FORCE=1 ;;
+        --node) KUBE_TOOLS+=(kubelet kube-scheduler kube-proxy) ;;
+        *) printf 'tools/kube: unknown option %s (expected --force or --node)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 mkdir -p "$BIN"
 log() { printf 'tools/kube: %s\n' "$*" >&2; }
@@ -32,12 +40,15 @@ stamp_ok() { # name expected
 write_stamp() { printf '%s' "$2" >"$BIN/.$1.version"; }
 
 go_version="$(go env GOVERSION)"
-kube_stamp="$(cd "$HERE" && cat go.mod go.sum cmd/*/main.go install.sh | sha256sum | cut -c1-16)"
-kube_stamp+=" $go_version"
+# Per tool, so that adding a command to the module does not rebuild the others' stamps.
+kube_stamp() { # tool
+    printf '%s %s' "$(cd "$HERE" && cat go.mod go.sum "cmd/$1/main.go" install.sh \
+        | sha256sum | cut -c1-16)" "$go_version"
+}
 
 missing=()
 for tool in "${KUBE_TOOLS[@]}"; do
-    stamp_ok "$tool" "$kube_stamp" || missing+=("$tool")
+    stamp_ok "$tool" "$(kube_stamp "$tool")" || missing+=("$tool")
 done
 if ((${#missing[@]})); then
     log "building ${missing[*]} (Kubernetes $(awk '/k8s.io\/kubernetes v/ {print $2; exit}' \
@@ -54,7 +65,7 @@ if ((${#missing[@]})); then
         ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
     done
     (cd "$HERE" && GOBIN="$BIN" go install -trimpath -ldflags="$ldflags" "${pkgs[@]}")
-    for tool in "${missing[@]}"; do write_stamp "$tool" "$kube_stamp"; done
+    for tool in "${missing[@]}"; do write_stamp "$tool" "$(kube_stamp "$tool")"; done
     log "built in $((SECONDS - start)) s"
 fi
 
@@ -78,4 +89,4 @@ go_install_tool helm "$HELM_X/cmd/helm" "$HELM_VERSION" \
      -X $HELM_X/pkg/lint/rules.k8sVersionMajor=1 -X $HELM_X/pkg/lint/rules.k8sVersionMinor=37"
 go_install_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
 
-log "ready: $(cd "$BIN" && ls kube-apiserver kube-controller-manager etcd kubectl helm kubeconform | tr '\n' ' ')in $BIN"
+log "ready: ${KUBE_TOOLS[*]} helm kubeconform in $BIN"
