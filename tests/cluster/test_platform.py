@@ -26,7 +26,8 @@ from tests.cluster.conftest import NodeCluster, node, wait_for
 sys.path.insert(0, str(Path(node.__file__).parent))
 import release as cluster_release
 
-pytestmark = pytest.mark.cluster
+# Each step waits on the platform for minutes (Spark on a 2-CPU node): a longer per-test limit.
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 FLEET = "demo"
 STORES = [f"{FLEET}-{n:04d}" for n in range(4)]
@@ -149,8 +150,12 @@ def _checkpoint_commits(platform, app: str) -> dict[Path, set[int]]:  # type: ig
 def test_insights_driver_killed_resumes_from_its_checkpoint(platform) -> None:  # type: ignore[no-untyped-def]
     app = f"{FLEET}-insights"
     driver = platform.pods(f"sparkoperator.k8s.io/app-name={app},spark-role=driver")[0]
-    before = _checkpoint_commits(platform, app)
-    assert before and all(before.values()), f"no committed micro-batch in {before}"
+    # Every streaming query of the job (Kafka, DataCat files, dead letters...) has committed a
+    # micro-batch, so each one has a checkpoint to resume from.
+    before = wait_for(
+        "every streaming query of the insights job to commit a micro-batch",
+        lambda: (found := _checkpoint_commits(platform, app)) and all(found.values()) and found,
+        900, interval=5)
     zero_times = {folder: (folder / "0").stat().st_mtime for folder in before
                   if (folder / "0").exists()}
     container = driver["status"]["containerStatuses"][0]["containerID"].split("://")[-1]

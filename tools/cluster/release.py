@@ -143,8 +143,12 @@ class Platform:
             raise node.ClusterError(f"{exc}; not ready: {self.not_ready_pods(selector)}") from None
 
     def spark_state(self, name: str) -> str:
-        app = self.kubectl_json("get", "sparkapplications.sparkoperator.k8s.io", name)
-        return app.get("status", {}).get("applicationState", {}).get("state", "")
+        """The SparkApplication's `.status.applicationState.state`; "" while it does not exist."""
+        found = self.kubectl("get", "sparkapplications.sparkoperator.k8s.io", name,
+                             "--ignore-not-found", "-o", "json")
+        if not found.strip():
+            return ""
+        return json.loads(found).get("status", {}).get("applicationState", {}).get("state", "")
 
     def service_address(self, component: str) -> tuple[str, int]:
         """(ClusterIP, first port) of the release's Service of a component."""
