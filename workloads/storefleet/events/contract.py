@@ -185,9 +185,14 @@ class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     def __post_init__(self) -> None:
         # Raised errors become msgspec.ValidationError with the event's location appended.
-        # The patterns first, as when msgspec checked them while decoding.
-        self.ts = _checked_ts(self.ts)
-        _check_store_id(self.store_id)
+        # The patterns first, as when msgspec checked them while decoding. Inlined here, the
+        # common case of `_checked_ts` (canonical, milliseconds, a second already seen):
+        ts = self.ts
+        if not (len(ts) == 24 and ts[:19] in _REAL_SECONDS and ts[19] == "." and ts[23] == "Z"
+                and (fraction := ts[20:23]).isascii() and fraction.isdigit()):
+            self.ts = _checked_ts(ts)
+        if self.store_id not in _GOOD_STORE_IDS:
+            _check_store_id(self.store_id)
         if not self.event_id.isprintable():
             raise ValueError("event_id must not contain control characters")
         kind = self.type
