@@ -8,17 +8,19 @@ Run: `storefleet bench ingest --json [--seconds 10] [--workers 2] [--batch-size 
 Physical limit measured in the same run: a bare librdkafka producer (the webhook's own producer
 configuration, `--bare-processes` processes) sending the same canonical messages with the same
 keys into the same topic for the same time, best effort (messages made before the clock starts,
-librdkafka's batch API, every delivery report counted). It runs right before and right after the
-batched phase; `batched_vs_bare_producer` is the batched events/s over the mean of the two runs
-(DESIGN.md §6 target: >= 0.5). The machine is shared: compare ratios of one run, not absolute
-figures across runs.
+librdkafka's batch API, every delivery report counted). The batched phase is cut into `--rounds`
+slices, each between two bare runs of the same length (bare, batched, bare, ..., bare);
+`batched_vs_bare_producer` is the batched events/s over the bare events/s, each bare run weighed
+by the slices next to it, and `batched_vs_bare_producer_per_round` gives each slice's ratio
+against its two neighbours (DESIGN.md §6 target: >= 0.5). The machine is shared: compare
+ratios of one run, not absolute figures across runs.
 
 The load comes from a separate process (an asyncio client on raw keep-alive connections), so
 client and server compete for the same two cores as they would on a laptop, while the bare
 producer has the machine to itself: the ratio is conservative. The JSON says how many client
-processes ran and how many cores the client kept busy (`batched_client_cpu_cores`). Three
-phases: bare producer, batched posts (`batch_size` events each), bare producer again, then
-single-event posts; only 202 answers count, and the topic's offsets are checked against the 202s
+processes ran and how many cores the client kept busy (`batched_client_cpu_cores`). Phases:
+batched posts (`batch_size` events each) interleaved with the bare producer, then single-event
+posts; only 202 answers count, and the topic's offsets are checked against the 202s
 at the end.
 """
 
@@ -30,6 +32,7 @@ import multiprocessing
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -430,9 +433,12 @@ def topic_message_count(bootstrap: str, topic: str) -> int:
 @click.option("--clients", type=int, default=1, show_default=True, help="Client processes.")
 @click.option("--bare-processes", type=int, default=1, show_default=True,
               help="Bare producer processes (each its own librdkafka producer).")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Batched slices, each between two bare producer runs.")
 def command(
     as_json: bool, url: str | None, seconds: float, warmup: float, workers: int, batch_size: int,
     batch_connections: int, single_connections: int, clients: int, bare_processes: int,
+    rounds: int,
 ) -> None:
     """Measure batched and single-event ingest throughput and latency."""
     from storefleet.topics import Topic, ensure_topics
@@ -467,32 +473,56 @@ def command(
             elif not token:
                 raise click.ClickException("--url needs STOREFLEET_INGEST_TOKEN")
             wait_ready(url, 60, webhook)
-            # The bare producer runs right before and right after the batched phase: on a
-            # shared machine the load of others drifts, and the mean of the two brackets the
-            # conditions the batched phase met. Both runs are reported.
+            # The batched phase is cut into `rounds` slices, each between two bare producer
+            # runs of the same length (bare, batched, bare, ..., bare): on a shared machine the
+            # load of others drifts, and interleaving exposes both sides to the same drift.
             bare_runs: list[float] = []
-            if topic is not None:
-                bare_runs.append(run_bare_producer(endpoints.kafka_bootstrap, topic, warmup,
-                                                   seconds, bare_processes))
-            batched = run_load(url, token, batch_size, batch_connections, warmup, seconds, clients)
-            if topic is not None:
-                bare_runs.append(run_bare_producer(endpoints.kafka_bootstrap, topic, warmup,
-                                                   seconds, bare_processes))
+            batched = PhaseResult(0, 0, {}, 0.0, [])
+            round_ratios: list[float] = []
+            slice_s = seconds / rounds
+            for index in range(rounds):
+                if topic is not None and index == 0:
+                    bare_runs.append(run_bare_producer(endpoints.kafka_bootstrap, topic, warmup,
+                                                       slice_s, bare_processes))
+                part = run_load(url, token, batch_size, batch_connections, warmup, slice_s,
+                                clients)
+                if topic is not None:
+                    bare_runs.append(run_bare_producer(endpoints.kafka_bootstrap, topic, warmup,
+                                                       slice_s, bare_processes))
+                    around = (bare_runs[-2] + bare_runs[-1]) / 2
+                    if around:
+                        round_ratios.append(round(part.events / part.seconds / around, 3))
+                batched.requests += part.requests
+                batched.events += part.events
+                batched.seconds += part.seconds
+                batched.latencies_ms.extend(part.latencies_ms)
+                batched.client_cpu_seconds += part.client_cpu_seconds
+                for status, count in part.failures.items():
+                    batched.failures[status] = batched.failures.get(status, 0) + count
             single = run_load(url, token, 1, single_connections, warmup, seconds, clients)
             b, s = batched.summary(), single.summary()
-            bare = sum(bare_runs) / len(bare_runs) if bare_runs else None
+            # Each slice's bare runs weigh as much as the slice: the runs between two slices
+            # count twice, the first and the last once.
+            weights = [1] + [2] * (len(bare_runs) - 2) + [1] if len(bare_runs) > 1 else [1]
+            bare = (sum(w * r for w, r in zip(weights, bare_runs, strict=True)) / sum(weights)
+                    if bare_runs else None)
             result.update(
                 {
                     "batched_events_per_s": b["events_per_s"],
                     "bare_producer_events_per_s": round(bare, 1) if bare else None,
                     "bare_producer_runs_events_per_s": [round(r, 1) for r in bare_runs],
                     "bare_producer_processes": bare_processes,
+                    "rounds": rounds,
+                    "batched_vs_bare_producer_per_round": round_ratios,
+                    # Robust to a spike of others' load during one run.
+                    "batched_vs_bare_producer_median_round": round(statistics.median(round_ratios), 3)
+                    if round_ratios else None,
                     "batched_vs_bare_producer": round(b["events_per_s"] / bare, 3)
                     if bare else None,
                     # The load client shares the machine with the webhook, not with the bare
                     # producer: its CPU (cores busy on average) is part of the webhook's side.
                     "batched_client_cpu_cores": round(
-                        batched.client_cpu_seconds / (warmup + seconds), 2),
+                        batched.client_cpu_seconds / (rounds * warmup + seconds), 2),
                     "single_requests_per_s": s["requests_per_s"],
                     "p50_ms": s["p50_ms"],
                     "p99_ms": s["p99_ms"],
