@@ -515,8 +515,8 @@ def command(
                     "rounds": rounds,
                     "batched_vs_bare_producer_per_round": round_ratios,
                     # Robust to a spike of others' load during one run.
-                    "batched_vs_bare_producer_median_round": round(statistics.median(round_ratios), 3)
-                    if round_ratios else None,
+                    "batched_vs_bare_producer_median_round": round(
+                        statistics.median(round_ratios), 3) if round_ratios else None,
                     "batched_vs_bare_producer": round(b["events_per_s"] / bare, 3)
                     if bare else None,
                     # The load client shares the machine with the webhook, not with the bare
