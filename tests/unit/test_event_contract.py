@@ -102,6 +102,8 @@ def test_price_is_rounded_to_cents_and_integers_allowed():
         ({"event_id": "a\x00b"}, "control characters"),
         ({"store_id": "a/b"}, "store_id"),
         ({"store_id": 3}, "store_id"),
+        ({"store_id": "s-1\n"}, "store_id must be 1 to 64 characters"),
+        ({"ts": "2026-11-26T16:00:00.123Z\n"}, "ts is not an RFC 3339"),
         ({"user_id": "42"}, "user_id must be an integer"),
         ({"user_id": True}, "user_id must be an integer"),
         ({"user_id": -1}, "user_id must be between"),

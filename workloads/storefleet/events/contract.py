@@ -81,6 +81,51 @@ def format_ts(moment: datetime) -> str:
 # Date-times (to the second) already found real: events of one batch share a few seconds, so
 # the calendar check runs once per second of event time rather than once per event.
 _REAL_SECONDS: dict[str, bool] = {}
+# The two string patterns are checked here rather than by msgspec (`Meta(pattern=...)` runs a
+# Python regex search per field and event, half the cost of decoding an event). The OpenAPI
+# schema still carries them (`extra_json_schema`). `fullmatch`, not `search`: `$` alone also
+# matches before a final newline.
+_TS_RE = re.compile(TS_PATTERN)
+_STORE_ID_RE = re.compile(STORE_ID_PATTERN)
+TS_WORDS = ("ts is not an RFC 3339 UTC time with at most microseconds, e.g. "
+            "2026-11-26T16:00:00.123Z (ASCII digits, offset Z or +00:00)")
+STORE_ID_WORDS = "store_id must be 1 to 64 characters of letters, digits, '.', '_', '-'"
+# Store ids already found valid and not reserved: a fleet has a bounded set of stores, so the
+# regex runs once per store rather than once per event.
+_GOOD_STORE_IDS: dict[str, bool] = {}
+_CACHE_LIMIT = 100_000
+
+
+def _checked_ts(value: str) -> str:
+    """The canonical form of an event's `ts`, with every check of `TS_PATTERN` and
+    `canonical_ts`; ValueError naming the bound otherwise (msgspec adds the location)."""
+    size = len(value)
+    if ((size == 24 or (size == 27 and value[23:26] != "000")) and value[:19] in _REAL_SECONDS
+            and value[19] == "." and value[-1] == "Z"):
+        # The first 19 characters equal a string that passed the full pattern and the calendar
+        # check; what is left is the fraction: ASCII digits only ('١' is a digit too).
+        fraction = value[20:-1]
+        if fraction.isascii() and fraction.isdigit():
+            return value
+    if not _TS_RE.fullmatch(value):
+        raise ValueError(TS_WORDS)
+    try:
+        return canonical_ts(value)
+    except EventError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_store_id(value: str) -> None:
+    """ValueError unless `value` matches `STORE_ID_PATTERN` whole and is no reserved scope."""
+    if value in _GOOD_STORE_IDS:
+        return
+    if not _STORE_ID_RE.fullmatch(value):
+        raise ValueError(STORE_ID_WORDS)
+    if value.upper() in RESERVED_SCOPES:
+        raise ValueError(store_id_problem(value))
+    if len(_GOOD_STORE_IDS) >= _CACHE_LIMIT:
+        _GOOD_STORE_IDS.clear()
+    _GOOD_STORE_IDS[value] = True
 
 
 def canonical_ts(value: str) -> str:
@@ -95,7 +140,7 @@ def canonical_ts(value: str) -> str:
             datetime.fromisoformat(value[:19])
         except ValueError as exc:
             raise EventError(f"ts is not an RFC 3339 time: {value!r} ({exc})") from None
-        if len(_REAL_SECONDS) > 100_000:
+        if len(_REAL_SECONDS) >= _CACHE_LIMIT:
             _REAL_SECONDS.clear()
         _REAL_SECONDS[value[:19]] = True
         return value
@@ -116,14 +161,20 @@ def ts_sort_key(ts: str) -> str:
     return ts[:-1] if len(ts) == 27 else ts[:-1] + "000"
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True):
+# gc=False: an Event holds only strings, numbers and None, so it can never be part of a reference
+# cycle; untracked, the thousands decoded per request do not trigger garbage collections.
+# `ts` and `store_id` are checked against their patterns in `__post_init__` (faster than msgspec's
+# per-field regex); the JSON schema states the same patterns. (The docstring is the schema's
+# description.)
+class Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One behaviour event (DESIGN.md §2). Decoding validates every bound; see module docs."""
 
     event_id: Id
-    ts: Annotated[str, Meta(pattern=TS_PATTERN, examples=["2026-11-26T16:00:00.123Z"],
+    ts: Annotated[str, Meta(extra_json_schema={"pattern": TS_PATTERN},
+                            examples=["2026-11-26T16:00:00.123Z"],
                             description="event time, RFC 3339 in UTC (offset Z or +00:00 only),"
                             " at most microseconds; within the webhook's time window")]
-    store_id: Annotated[str, Meta(pattern=f"^{STORE_ID_PATTERN}$",
+    store_id: Annotated[str, Meta(extra_json_schema={"pattern": f"^{STORE_ID_PATTERN}$"},
                                   description="a store id; 'ALL' (any case) is reserved")]
     user_id: BigInt
     type: EventType
@@ -134,15 +185,16 @@ class Event(msgspec.Struct, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         # Raised errors become msgspec.ValidationError with the event's location appended.
+        # The patterns first, as when msgspec checked them while decoding. Inlined here, the
+        # common case of `_checked_ts` (canonical, milliseconds, a second already seen):
+        ts = self.ts
+        if not (len(ts) == 24 and ts[:19] in _REAL_SECONDS and ts[19] == "." and ts[23] == "Z"
+                and (fraction := ts[20:23]).isascii() and fraction.isdigit()):
+            self.ts = _checked_ts(ts)
+        if self.store_id not in _GOOD_STORE_IDS:
+            _check_store_id(self.store_id)
         if not self.event_id.isprintable():
             raise ValueError("event_id must not contain control characters")
-        # The pattern is checked by msgspec already; what is left of bounds.store_id_problem:
-        if self.store_id.upper() in RESERVED_SCOPES:
-            raise ValueError(store_id_problem(self.store_id))
-        try:
-            self.ts = canonical_ts(self.ts)
-        except EventError as exc:
-            raise ValueError(str(exc)) from None
         kind = self.type
         if kind in NEEDS_PRODUCT and self.product_id is None:
             raise ValueError(f"product_id is required for {kind}")
@@ -176,7 +228,10 @@ class Event(msgspec.Struct, forbid_unknown_fields=True):
 _decode_one = msgspec.json.Decoder(Event).decode
 _decode_list = msgspec.json.Decoder(list[Event]).decode
 _decode_raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
-encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+# Canonical JSON of many events, one per line (b"\n" after each; control characters escaped).
+encode_lines = _encoder.encode_lines
 
 # Numeric bounds by field, for messages that name both ends.
 RANGES: dict[str, tuple[Any, Any]] = {
@@ -351,6 +406,10 @@ def check_window(events: list[Event], now: datetime, max_age_s: float, max_skew_
     """BatchError listing every event whose time lies outside [now - age, now + skew]."""
     bounds = window_bounds(now, max_age_s, max_skew_s)
     low, high = bounds
+    # Fast path: one comprehension for the sort keys, then only their extremes are compared.
+    keys = [ts[:-1] if len(ts) == 27 else ts[:-1] + "000" for ts in [e.ts for e in events]]
+    if not keys or (low <= min(keys) and max(keys) <= high):
+        return
     errors: list[dict[str, Any]] = []
     count = 0
     for index, event in enumerate(events):
@@ -369,6 +428,8 @@ def check_window(events: list[Event], now: datetime, max_age_s: float, max_skew_
 
 def duplicate_ids(events: list[Event]) -> list[dict[str, Any]]:
     """[{index, reason}] of every event whose event_id appeared earlier in the same list."""
+    if len({event.event_id for event in events}) == len(events):
+        return []
     seen: dict[str, int] = {}
     errors = []
     for index, event in enumerate(events):

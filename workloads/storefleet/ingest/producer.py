@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from storefleet.events.contract import Event, encode
+from storefleet.events.contract import Event, encode_lines
 from storefleet.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -140,25 +140,31 @@ class EventProducer:
             raise Unavailable("too many events waiting for Kafka", 1)
 
     async def send(self, events: Sequence[Event]) -> None:
-        """Produce canonical events and return once Kafka acknowledged all of them."""
+        """Produce canonical events and return once Kafka acknowledged all of them.
+
+        One `produce_batch` call per request (librdkafka's batch API; each message still keyed,
+        partitioned and acknowledged on its own, with its own delivery report). The canonical
+        JSON of all events comes from one C call: `encode_lines` escapes control characters,
+        so the b"\n" separators are exactly the event boundaries.
+        """
         count = len(events)
         self.check_available(count)
         delivery = _Delivery(asyncio.get_running_loop(), count)
-        report = delivery.report
-        produce = self._producer.produce
-        topic = self.topic
+        values = encode_lines(events).split(b"\n")
+        values.pop()  # after the last newline
+        if len(values) != count:  # cannot happen (see docstring); never send a cut event
+            raise RuntimeError("canonical JSON of an event contains a newline")
+        messages = [{"value": value, "key": f"{event.store_id}:{event.user_id}"}
+                    for value, event in zip(values, events, strict=True)]
         try:
-            for event in events:
-                produce(
-                    topic,
-                    encode(event),
-                    f"{event.store_id}:{event.user_id}".encode(),
-                    on_delivery=report,
-                )
+            queued = self._producer.produce_batch(self.topic, messages, on_delivery=delivery.report)
         except (BufferError, KafkaException) as exc:
+            raise Unavailable(f"Kafka queue refused the batch: {exc}", 1) from None
+        if queued != count:
             # Messages already queued still reach Kafka; the client's retry duplicates them,
             # which the persister absorbs (idempotent on event_id).
-            raise Unavailable(f"Kafka queue refused the batch: {exc}", 1) from None
+            reason = next((m["_error"] for m in messages if "_error" in m), "queue full")
+            raise Unavailable(f"Kafka queue refused the batch: {reason}", 1)
         timeout = self.settings.delivery_timeout_ms / 1000 + 5
         try:
             error = await asyncio.wait_for(delivery.future, timeout)
