@@ -183,3 +183,26 @@ def test_the_cache_is_used_and_follows_a_new_price(pg_dsn: str) -> None:
         assert ("s1", 5) not in {d.key for d in find_deals(conn, 1, 5)}
         assert answers(find_deals(conn, 3, 5)) == answers(
             find_deals(conn, 3, 5, at=conn.execute("SELECT now()").fetchone()[0], cached=False))
+
+
+def test_the_read_only_role_refreshes_through_the_function_only(pg_dsn: str) -> None:
+    """The service's role (0060) reads the cache and brings it up to date by
+    refresh_window_ends (0065), but cannot write the cache's tables itself."""
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        now = conn.execute("SELECT now()").fetchone()[0]
+        with conn.transaction():
+            conn.execute("SELECT set_config('storefleet.price_time', %s, true)",
+                         ((now - timedelta(days=60)).isoformat(),))
+            add_product(conn, ("s1", 1))
+        add_step(conn, ("s1", 1), now - timedelta(days=20), 100)
+        add_step(conn, ("s1", 1), now - timedelta(days=1), 50)
+        conn.execute("SET ROLE storefleet_price_monitor")
+        first = answers(find_deals(conn, 1, 10))  # adds the period's rows
+        assert answers(find_deals(conn, 1, 10)) == first != []  # computes them
+        at = conn.execute("SELECT now()").fetchone()[0]
+        assert rows_valid_at(conn, 1, at) == 1
+        for statement in ("UPDATE price_monitor.window_ends SET valid_until = 'infinity'",
+                          "DELETE FROM price_monitor.window_ends",
+                          "INSERT INTO price_monitor.window_periods (months) VALUES (2)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
