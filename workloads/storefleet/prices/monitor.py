@@ -163,22 +163,27 @@ WITH params AS (
     WHERE e.months = %(months)s AND (e.valid_until <= {at} OR e.valid_since > {at})
       {store_and}
 )
-SELECT w.store_id, w.product_id, p.name, w.price, w.integral, w.seconds
+SELECT d.store_id, d.product_id, p.name, d.price, d.integral, d.seconds
 FROM (
-    SELECT ends.store_id, ends.product_id, ends.cur_price AS price,
-           ends.cur_area + ends.cur_price * extract(epoch FROM params.at - ends.cur_from)
-             - coalesce(ends.open_area + ends.open_price
-                        * extract(epoch FROM params.since - ends.open_from), 0) AS integral,
-           extract(epoch FROM params.at - CASE WHEN ends.open_from IS NULL
-                                               THEN ends.first_from
-                                               ELSE params.since END) AS seconds
-    FROM params CROSS JOIN ends
-    WHERE ends.cur_from IS NOT NULL
-) w
-JOIN conta_verde.products p ON p.store_id = w.store_id AND p.product_id = w.product_id
-WHERE w.seconds > 0 AND w.price * w.seconds * 100 <= w.integral * (100 - %(discount)s)
-ORDER BY w.price * w.seconds / w.integral, w.store_id, w.product_id
-{limit}
+    SELECT w.*, w.price * w.seconds / w.integral AS ratio
+    FROM (
+        SELECT ends.store_id, ends.product_id, ends.cur_price AS price,
+               ends.cur_area + ends.cur_price * extract(epoch FROM params.at - ends.cur_from)
+                 - coalesce(ends.open_area + ends.open_price
+                            * extract(epoch FROM params.since - ends.open_from), 0) AS integral,
+               extract(epoch FROM params.at - CASE WHEN ends.open_from IS NULL
+                                                   THEN ends.first_from
+                                                   ELSE params.since END) AS seconds
+        FROM params CROSS JOIN ends
+        WHERE ends.cur_from IS NOT NULL
+    ) w
+    WHERE w.seconds > 0 AND w.price * w.seconds * 100 <= w.integral * (100 - %(discount)s)
+    ORDER BY ratio, w.store_id, w.product_id
+    {limit}
+) d
+-- Names last, for the rows kept (a window_ends row always has its product: see above).
+JOIN conta_verde.products p ON p.store_id = d.store_id AND p.product_id = d.product_id
+ORDER BY d.ratio, d.store_id, d.product_id
 """
 
 _REFRESH_SQL = ("SELECT price_monitor.refresh_window_ends(%(months)s,"
