@@ -129,7 +129,82 @@ ORDER BY price * seconds / integral, store_id, product_id
 """
 
 
-def deals_sql(store: bool, limit: bool) -> str:
+# The fast path (migration 0065): the two steps per product come from price_monitor.window_ends,
+# one row per product for the period, holding over a span of instants and refreshed just
+# before (refresh_window_ends). A row that does not hold at the instant (expired, or computed
+# for a later instant) is probed instead, by window_ends_at (the same rule as above). A float8
+# filter drops the rows that are clearly no deal: its error (a few float8 roundings, relative
+# 1e-15 of the magnitudes) is far below the tolerance (1e-12 of them), so every deal passes; the
+# rest is decided by the same numeric expressions as above, so numbers and order are the same.
+# Only the products that remain are joined for their names (the triggers keep one row per
+# product: a deleted product's rows go in the same transaction).
+_CACHED_SQL = """
+WITH params AS (
+    SELECT t.at, t.at - %(months)s * interval '{month} seconds' AS since,
+           extract(epoch FROM t.at)::float8 AS t, %(months)s * {month}::float8 AS span
+    FROM (SELECT {at} AS at) t
+), ends AS (
+    SELECT e.store_id, e.product_id, e.cur_from, e.cur_price, e.cur_area,
+           e.open_from, e.open_price, e.open_area, e.first_from
+    FROM params CROSS JOIN price_monitor.window_ends e
+    WHERE e.months = %(months)s AND e.valid_since <= {at} AND {at} < e.valid_until
+      AND e.cur_from IS NOT NULL {store_and}
+      AND e.f_price * coalesce(params.t - e.f_start, params.span) * 100
+          - (e.f_a + e.f_b * params.t) * (100 - %(discount)s::float8)
+          <= 1e-12 * 100 * (abs(e.f_price) * (abs(params.t) + coalesce(abs(e.f_start), 0)
+                                              + params.span)
+                            + abs(e.f_a) + abs(e.f_b) * abs(params.t))
+    UNION ALL
+    SELECT e.store_id, e.product_id, f.cur_from, f.cur_price, f.cur_area,
+           f.open_from, f.open_price, f.open_area, f.first_from
+    FROM params CROSS JOIN price_monitor.window_ends e
+    CROSS JOIN LATERAL price_monitor.window_ends_at(e.store_id, e.product_id, %(months)s,
+                                                    params.at) f
+    WHERE e.months = %(months)s AND (e.valid_until <= {at} OR e.valid_since > {at})
+      {store_and}
+)
+SELECT d.store_id, d.product_id, p.name, d.price, d.integral, d.seconds
+FROM (
+    SELECT w.*, w.price * w.seconds / w.integral AS ratio
+    FROM (
+        SELECT ends.store_id, ends.product_id, ends.cur_price AS price,
+               ends.cur_area + ends.cur_price * extract(epoch FROM params.at - ends.cur_from)
+                 - coalesce(ends.open_area + ends.open_price
+                            * extract(epoch FROM params.since - ends.open_from), 0) AS integral,
+               extract(epoch FROM params.at - CASE WHEN ends.open_from IS NULL
+                                                   THEN ends.first_from
+                                                   ELSE params.since END) AS seconds
+        FROM params CROSS JOIN ends
+        WHERE ends.cur_from IS NOT NULL
+    ) w
+    WHERE w.seconds > 0 AND w.price * w.seconds * 100 <= w.integral * (100 - %(discount)s)
+    ORDER BY ratio, w.store_id, w.product_id
+    {limit}
+) d
+-- Names last, for the rows kept (a window_ends row always has its product: see above).
+JOIN conta_verde.products p ON p.store_id = d.store_id AND p.product_id = d.product_id
+ORDER BY d.ratio, d.store_id, d.product_id
+"""
+
+_REFRESH_SQL = ("SELECT price_monitor.refresh_window_ends(%(months)s,"
+                " coalesce(%(at)s::timestamptz, now()))")
+
+
+def deals_sql(store: bool, limit: bool, cached: bool = False) -> str:
+    """The deals query: `cached` the fast path over price_monitor.window_ends (run
+    `_REFRESH_SQL` first so its rows are fresh; only once it answered >= 0, i.e. the period
+    has its rows), else the probing query. Parameters
+    %(months)s, %(discount)s, %(at)s (NULL: now()), %(store)s, %(limit)s; both return rows
+    (store_id, product_id, name, price, integral, seconds), the same for the same data."""
+    if cached:
+        return _CACHED_SQL.format(
+            month=MONTH_SECONDS,
+            # Inline (not only through `params`) where it selects rows: the planner then knows
+            # the instant and sees that few rows are expired.
+            at="coalesce(%(at)s::timestamptz, now())",
+            store_and="AND e.store_id = %(store)s" if store else "",
+            limit="LIMIT %(limit)s" if limit else "",
+        )
     return _DEALS_SQL.format(
         month=MONTH_SECONDS,
         store_filter="WHERE p.store_id = %(store)s" if store else "",
@@ -137,34 +212,50 @@ def deals_sql(store: bool, limit: bool) -> str:
     )
 
 
-def find_deals(conn: psycopg.Connection, months: int, discount: Decimal | float | str,
-               store: str | None = None, limit: int | None = None,
-               at: datetime | None = None) -> list[Deal]:
-    """Products at least `discount`% below their time-weighted average price of the last
-    `months` months, best deals first (then store_id, product_id). `at` defaults to now()."""
+def _checked(months: Any, discount: Any, limit: int | None) -> tuple[int, Decimal]:
     months = check_months(months)
     discount = check_discount(discount)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
-    rows = conn.execute(
-        deals_sql(store is not None, limit is not None),
-        {"months": months, "discount": discount, "store": store, "limit": limit, "at": at},
-    ).fetchall()
+    return months, discount
+
+
+def find_deals(conn: psycopg.Connection, months: int, discount: Decimal | float | str,
+               store: str | None = None, limit: int | None = None,
+               at: datetime | None = None, cached: bool | None = None) -> list[Deal]:
+    """Products at least `discount`% below their time-weighted average price of the last
+    `months` months, best deals first (then store_id, product_id). `at` defaults to now().
+
+    `cached` (default: when `at` is None) takes the fast path of migration 0065: it first
+    brings price_monitor.window_ends up to date for `at` (a write, through the SECURITY DEFINER
+    function refresh_window_ends), then reads it; the answer is the same as without. Use it for
+    instants at or just before now (the service passes its own now()); an old `at` gains
+    nothing from it. ValueError for a bad months, discount or limit."""
+    months, discount = _checked(months, discount, limit)
+    if cached is None:
+        cached = at is None
+    params = {"months": months, "discount": discount, "store": store, "limit": limit, "at": at}
+    if cached:
+        # -1: the period has no rows yet (they are being added): probe this time.
+        cached = conn.execute(_REFRESH_SQL, params).fetchone()[0] >= 0
+    rows = conn.execute(deals_sql(store is not None, limit is not None, cached),
+                        params).fetchall()
     return deals_from_rows(rows)
 
 
 async def find_deals_async(conn: psycopg.AsyncConnection, months: int,
                            discount: Decimal | float | str, store: str | None = None,
-                           limit: int | None = None, at: datetime | None = None) -> list[Deal]:
+                           limit: int | None = None, at: datetime | None = None,
+                           cached: bool | None = None) -> list[Deal]:
     """`find_deals` on an asyncio connection (the price-monitor service); same answers."""
-    months = check_months(months)
-    discount = check_discount(discount)
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
-    cursor = await conn.execute(
-        deals_sql(store is not None, limit is not None),
-        {"months": months, "discount": discount, "store": store, "limit": limit, "at": at},
-    )
+    months, discount = _checked(months, discount, limit)
+    if cached is None:
+        cached = at is None
+    params = {"months": months, "discount": discount, "store": store, "limit": limit, "at": at}
+    if cached:
+        # -1: the period has no rows yet (they are being added): probe this time.
+        cached = (await (await conn.execute(_REFRESH_SQL, params)).fetchone())[0] >= 0
+    cursor = await conn.execute(deals_sql(store is not None, limit is not None, cached), params)
     return deals_from_rows(await cursor.fetchall())
 
 

@@ -110,7 +110,9 @@ def deals(months: int, discount: Decimal, store: str | None, limit: int | None,
         with psycopg.connect(_dsn(), autocommit=True,
                              application_name="storefleet-price-monitor") as conn:
             as_of = at or conn.execute("SELECT now()").fetchone()[0]
-            found = find_deals(conn, months, discount, store=store, limit=limit, at=as_of)
+            # Now: the fast path (migration 0065); an `--at` instant: the probing query.
+            found = find_deals(conn, months, discount, store=store, limit=limit, at=as_of,
+                               cached=at is None)
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"PostgreSQL unavailable: {exc}") from None
     if as_json:
