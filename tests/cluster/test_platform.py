@@ -3,9 +3,11 @@
 One module-scoped release of the chart (charts/storefleet/ci/cluster-values.yaml, images built
 locally by tools/images/build.sh) on the node of tests/cluster/conftest.py; the tests run in
 file order, each building on the state the one before left, and each waits on a condition with
-a deadline. What is checked is read from the platform's own stores (PostgreSQL and Redis through
-their Services, the Kubernetes API, the checkpoint folder on the node's volume) and compared with
-figures computed here from the stored events.
+a deadline. The insights driver is killed while the fleet is small, before the 40-store scale-up
+and the webhook's load test, whose events the jobs then read through. What is checked is read
+from the platform's own stores (PostgreSQL and Redis through their Services, the Kubernetes API,
+the checkpoint folder on the node's volume) and compared with figures computed here from the
+stored events.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 FLEET = "demo"
 STORES = [f"{FLEET}-{n:04d}" for n in range(4)]
+# analytics.watermarkSeconds of examples/storefleet.yaml (the FleetSpec default).
+WATERMARK_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -104,37 +108,6 @@ def _get(host: str, port: int) -> httpx.Response | None:
         return None
 
 
-def test_scale_to_40_stores(platform) -> None:  # type: ignore[no-untyped-def]
-    since = datetime.now(UTC)
-    platform.scale_fleet(FLEET, 40)
-    expected = {f"{FLEET}-{n:04d}" for n in range(40)}
-    wait_for("40 stores reporting", lambda: expected <= platform.stores_reporting(FLEET, since),
-             600, interval=3)
-    fleet = platform.kubectl_json("get", "storefleet", FLEET)
-    assert fleet["spec"]["stores"] == 40
-    wait_for("status.stores 40", lambda: platform.kubectl_json(
-        "get", "storefleet", FLEET)["status"].get("stores") == 40, 300, interval=3)
-
-
-def test_webhook_hpa_adds_a_pod_under_load_and_scales_back(platform) -> None:  # type: ignore[no-untyped-def]
-    hpa = platform.kubectl_json("get", "hpa", f"{platform.release}-webhook")
-    low = hpa["spec"]["minReplicas"]
-    wait_for("the HPA to read CPU figures", lambda: hpa_has_metrics(platform), 300, interval=3)
-    with platform.webhook_load() as counts:
-        wait_for("the webhook HPA to add a pod", lambda: platform.hpa_desired() > low, 600,
-                 interval=3)
-    assert counts["accepted"] > 0
-    wait_for("the webhook HPA to scale back without load",
-             lambda: platform.hpa_desired() == low, 600, interval=5)
-
-
-def hpa_has_metrics(platform) -> bool:  # type: ignore[no-untyped-def]
-    hpa = platform.kubectl_json("get", "hpa", f"{platform.release}-webhook")
-    current = hpa.get("status", {}).get("currentMetrics") or []
-    return any(m.get("resource", {}).get("current", {}).get("averageUtilization") is not None
-               for m in current)
-
-
 def _checkpoint_commits(platform, app: str) -> dict[Path, set[int]]:  # type: ignore[no-untyped-def]
     """Committed micro-batch ids per streaming query of `app`, read from the node's volume."""
     claim = platform.kubectl_json("get", "pvc", f"{platform.release}-checkpoints")
@@ -182,19 +155,59 @@ def test_insights_driver_killed_resumes_from_its_checkpoint(platform) -> None:  
         assert ids <= after[folder]
         if folder in zero_times:
             assert (folder / "0").stat().st_mtime == zero_times[folder]
-    # No minute counted twice: each closed minute's views equal the stored events' count.
+    # No minute counted twice (nor missed): every minute the job has closed — its event-time
+    # clock is past the minute's end plus the watermark — holds exactly the stored events'
+    # count, the minute of the kill included.
+    killed_minute = platform.query("SELECT date_trunc('minute', now())")[0][0]
+
+    def closed_before() -> datetime | None:
+        rows = platform.query(
+            "SELECT minute - interval '1 minute' - make_interval(secs => %s)"
+            "  FROM analytics.insight_clock WHERE name = %s", WATERMARK_SECONDS, f"fleet:{FLEET}")
+        return rows[0][0] if rows and rows[0][0] > killed_minute else None
+
+    horizon = wait_for("the insights job to close the minute of the kill", closed_before, 900,
+                       interval=5)
     store = STORES[0]
     expected = dict(platform.query(
         "SELECT date_trunc('minute', ts), count(*) FROM analytics.events"
-        " WHERE store_id = %s AND type = 'product_view'"
-        "   AND ts < date_trunc('minute', now()) - interval '4 minutes' GROUP BY 1", store))
+        " WHERE store_id = %s AND type = 'product_view' AND ts < %s GROUP BY 1", store, horizon))
     computed = dict(platform.query(
         "SELECT minute, product_views FROM analytics.insight_minute"
-        " WHERE scope = %s AND minute < date_trunc('minute', now()) - interval '4 minutes'",
-        store))
-    shared = set(expected) & set(computed)
-    assert shared, "no closed minute to compare"
-    assert {m: computed[m] for m in shared} == {m: expected[m] for m in shared}
+        " WHERE scope = %s AND minute < %s AND product_views > 0", store, horizon))
+    assert killed_minute in expected
+    assert computed == expected
+
+
+def test_scale_to_40_stores(platform) -> None:  # type: ignore[no-untyped-def]
+    since = datetime.now(UTC)
+    platform.scale_fleet(FLEET, 40)
+    expected = {f"{FLEET}-{n:04d}" for n in range(40)}
+    wait_for("40 stores reporting", lambda: expected <= platform.stores_reporting(FLEET, since),
+             600, interval=3)
+    fleet = platform.kubectl_json("get", "storefleet", FLEET)
+    assert fleet["spec"]["stores"] == 40
+    wait_for("status.stores 40", lambda: platform.kubectl_json(
+        "get", "storefleet", FLEET)["status"].get("stores") == 40, 300, interval=3)
+
+
+def test_webhook_hpa_adds_a_pod_under_load_and_scales_back(platform) -> None:  # type: ignore[no-untyped-def]
+    hpa = platform.kubectl_json("get", "hpa", f"{platform.release}-webhook")
+    low = hpa["spec"]["minReplicas"]
+    wait_for("the HPA to read CPU figures", lambda: hpa_has_metrics(platform), 300, interval=3)
+    with platform.webhook_load() as counts:
+        wait_for("the webhook HPA to add a pod", lambda: platform.hpa_desired() > low, 600,
+                 interval=3)
+    assert counts["accepted"] > 0
+    wait_for("the webhook HPA to scale back without load",
+             lambda: platform.hpa_desired() == low, 600, interval=5)
+
+
+def hpa_has_metrics(platform) -> bool:  # type: ignore[no-untyped-def]
+    hpa = platform.kubectl_json("get", "hpa", f"{platform.release}-webhook")
+    current = hpa.get("status", {}).get("currentMetrics") or []
+    return any(m.get("resource", {}).get("current", {}).get("averageUtilization") is not None
+               for m in current)
 
 
 def test_deleting_the_fleet_removes_its_pods_and_applications(platform) -> None:  # type: ignore[no-untyped-def]
